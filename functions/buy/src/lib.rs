@@ -1,0 +1,75 @@
+//! `POST /buy`: rate limit, bloom filter, one Lua call, then the order message to SQS.
+//! `main.rs` is the Lambda bootstrap; the local runner and the tests call [`handler`] directly.
+
+use lambda_http::{Body, Error, Request, Response, http::StatusCode};
+use serde::Deserialize;
+use shared::{
+    api::{self, ApiError},
+    config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig, SqsConfig},
+    domain::SaleState,
+    limiter::Limiter,
+    queue::{self, OrderQueue},
+    sale::{self, BuyOutcome, BuyService},
+};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub redis: RedisConfig,
+    pub mysql: MysqlConfig,
+    pub sqs: SqsConfig,
+    pub sale: SaleConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            redis: RedisConfig::from_env()?,
+            mysql: MysqlConfig::from_env()?,
+            sqs: SqsConfig::from_env()?,
+            sale: SaleConfig::from_env()?,
+        })
+    }
+}
+
+/// The function's state, built once per cold start.
+pub async fn build(cfg: &Config) -> Result<BuyService, Error> {
+    let sale = sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)?;
+    let queue = OrderQueue::new(queue::client(&cfg.sqs).await, cfg.sqs.orders_queue_url.clone());
+    Ok(BuyService { sale, queue, limiter: Limiter::default() })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuyRequest {
+    #[serde(deserialize_with = "api::deserialize_id")]
+    product_id: u64,
+}
+
+pub async fn handler(svc: &BuyService, req: Request) -> Result<Response<Body>, Error> {
+    Ok(api::respond(buy(svc, &req).await))
+}
+
+#[tracing::instrument(skip_all, fields(user, product_id))]
+async fn buy(svc: &BuyService, req: &Request) -> Result<Response<Body>, ApiError> {
+    let user = api::user(req)?;
+    let body: BuyRequest = api::json_body(req)?;
+    let span = tracing::Span::current();
+    span.record("user", user.as_str());
+    span.record("product_id", body.product_id);
+    match svc.buy(&user, body.product_id).await? {
+        BuyOutcome::Queued { receipt, activity_id } => Ok(api::json(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({
+                "status": "queued",
+                "receipt": receipt,
+                "activity_id": activity_id,
+                "product_id": body.product_id,
+            }),
+        )),
+        BuyOutcome::SoldOut => Err(ApiError::SoldOut),
+        BuyOutcome::AlreadyBought { .. } => Err(ApiError::AlreadyBought),
+        BuyOutcome::NotOpen { state: SaleState::Upcoming, .. } => Err(ApiError::SaleNotStarted),
+        BuyOutcome::NotOpen { .. } => Err(ApiError::SaleEnded),
+        BuyOutcome::RateLimited { retry_after } => Err(ApiError::RateLimited { retry_after }),
+    }
+}

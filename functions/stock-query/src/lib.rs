@@ -1,0 +1,55 @@
+//! `GET /products/{product_id}/stock`: answered from Redis; MySQL only to rebuild a missing
+//! sale (one caller at a time), never on the hot path.
+
+use chrono::SecondsFormat;
+use lambda_http::{Body, Error, Request, Response, http::StatusCode};
+use shared::{
+    api::{self, ApiError},
+    config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig},
+    domain::from_ms,
+    sale::{self, Sale},
+};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub redis: RedisConfig,
+    pub mysql: MysqlConfig,
+    pub sale: SaleConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self { redis: RedisConfig::from_env()?, mysql: MysqlConfig::from_env()?, sale: SaleConfig::from_env()? })
+    }
+}
+
+pub fn build(cfg: &Config) -> Result<Sale, Error> {
+    Ok(sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)?)
+}
+
+pub async fn handler(sale: &Sale, req: Request) -> Result<Response<Body>, Error> {
+    Ok(api::respond(stock(sale, &req).await))
+}
+
+fn rfc3339(ms: i64) -> Option<String> {
+    from_ms(ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+#[tracing::instrument(skip_all, fields(product_id))]
+async fn stock(sale: &Sale, req: &Request) -> Result<Response<Body>, ApiError> {
+    let product_id = api::path_id(req, "product_id")?;
+    tracing::Span::current().record("product_id", product_id);
+    let view = sale.stock(product_id).await?;
+    Ok(api::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "product_id": view.product_id,
+            "activity_id": view.activity_id,
+            "stock": view.stock,
+            "unlimited": view.unlimited,
+            "starts_at": rfc3339(view.starts_at_ms),
+            "ends_at": rfc3339(view.ends_at_ms),
+            "state": view.state,
+        }),
+    ))
+}

@@ -1,0 +1,12 @@
+//! Lambda bootstrap for `stock-query`.
+
+use lambda_http::{Error, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = stock_query::Config::from_env()?;
+    let state = stock_query::build(&config)?;
+    let state = &state;
+    run(service_fn(move |req| async move { stock_query::handler(state, req).await })).await
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Brings up LocalStack's SQS on 127.0.0.1:4566 and creates the project's queues.
+#
+# Where a Docker engine answers, `docker compose` runs the pinned image (docker-compose.yml).
+# Where none does (as on the project's CI machines), LocalStack is installed from PyPI into a
+# venv from the pins in requirements.txt (localstack-core 4.12.0 is the last line that runs on
+# Python 3.11) and started on the host. Idempotent: a LocalStack that already answers is reused.
+#
+# Environment: LOCALSTACK_VENV (default ~/.cache/flash-sale/localstack-<hash of pins>),
+# LOCALSTACK_LOG (default /tmp/flash-sale-localstack.log).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+endpoint=http://127.0.0.1:4566
+health="$endpoint/_localstack/health"
+
+healthy() { curl -fsS --max-time 2 "$health" 2>/dev/null | grep -q '"sqs": *"\(available\|running\)"'; }
+
+if ! healthy; then
+  if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+    docker compose -f "$here/docker-compose.yml" up -d localstack
+  else
+    pins_hash=$(sha256sum "$here/requirements.txt" | cut -c1-12)
+    venv=${LOCALSTACK_VENV:-$HOME/.cache/flash-sale/localstack-$pins_hash}
+    if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import localstack' 2>/dev/null; then
+      echo "installing LocalStack into $venv (pinned, once)"
+      python3 -m venv "$venv"
+      "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+    fi
+    log=${LOCALSTACK_LOG:-/tmp/flash-sale-localstack.log}
+    echo "starting LocalStack on the host (log: $log)"
+    # setsid: LocalStack outlives this script (and the CI step that called it).
+    SERVICES=sqs GATEWAY_LISTEN=127.0.0.1:4566 SQS_ENDPOINT_STRATEGY=path \
+      LOCALSTACK_VOLUME_DIR=${TMPDIR:-/tmp}/flash-sale-localstack \
+      setsid "$venv/bin/python" -m localstack.runtime.main >"$log" 2>&1 < /dev/null &
+  fi
+  for _ in $(seq 1 90); do healthy && break; sleep 1; done
+  healthy || { echo "LocalStack did not become healthy; see its log" >&2; exit 1; }
+fi
+echo "LocalStack SQS is up at $endpoint"
+
+# Queues: each work queue has a dead-letter queue; a message goes there after maxReceiveCount
+# receives. Visibility timeouts are six times the consumer's timeout, as AWS recommends for
+# event source mappings (template.yaml uses the same figures).
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
+export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
+"$here/queues.sh" "$endpoint" "${ORDERS_QUEUE_NAME:-orders}" "${PAYMENT_TIMEOUTS_QUEUE_NAME:-payment-timeouts}"

@@ -1,0 +1,207 @@
+//! The local API Gateway: turns an HTTP request into the HTTP API (payload 2.0) event Lambda
+//! delivers, runs the matching function's handler and writes its response back.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use lambda_http::{Body, Response, http::StatusCode};
+use serde_json::json;
+use shared::{
+    api::{self, ApiError},
+    sale::{BuyService, Sale},
+};
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::JwtCheck,
+    routes::{self, Auth, Function, Matched, Route},
+};
+
+/// API Gateway's own payload limit (10 MB); functions set tighter ones.
+const GATEWAY_BODY_LIMIT: usize = 10 * 1024 * 1024;
+
+/// Every function's state, built once, as each Lambda function builds its own.
+pub struct App {
+    pub stock_query: Sale,
+    pub buy: BuyService,
+    pub jwt: JwtCheck,
+    pub routes: &'static [Route],
+    requests: AtomicU64,
+}
+
+impl App {
+    pub fn new(stock_query: Sale, buy: BuyService, jwt: JwtCheck) -> Self {
+        Self { stock_query, buy, jwt, routes: routes::ROUTES, requests: AtomicU64::new(0) }
+    }
+
+    /// One HTTP request through the gateway and the function.
+    pub async fn handle(&self, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let (route, params) = match routes::find(self.routes, &parts.method, parts.uri.path()) {
+            Matched::Route(route, params) => (route, params),
+            Matched::WrongMethod => return to_hyper(ApiError::MethodNotAllowed.into_response()),
+            Matched::NoRoute => return to_hyper(ApiError::RouteNotFound.into_response()),
+        };
+        let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
+        let claims = match route.auth {
+            Auth::None => None,
+            Auth::User | Auth::Admin => match self.jwt.claims(authorization) {
+                Some(claims) => Some(claims),
+                None => return to_hyper(ApiError::Unauthenticated.into_response()),
+            },
+        };
+        if route.auth == Auth::Admin {
+            let scope = claims.as_ref().and_then(|c| c.get("scope")).map(String::as_str).unwrap_or("");
+            if !scope.trim_matches(|c| c == '[' || c == ']').split_whitespace().any(|s| s == "admin") {
+                return to_hyper(ApiError::Forbidden.into_response());
+            }
+        }
+        let body = match Limited::new(body, GATEWAY_BODY_LIMIT).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return to_hyper(ApiError::PayloadTooLarge.into_response()),
+        };
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        let event = event(route, &parts, &body, &params, claims, peer, n);
+        let request = match serde_json::from_value::<lambda_http::request::LambdaRequest>(event) {
+            Ok(lambda_request) => lambda_http::Request::from(lambda_request),
+            Err(e) => {
+                tracing::error!(error = %e, "could not build the Lambda event");
+                return to_hyper(internal_error());
+            }
+        };
+        let result = match route.function {
+            Function::StockQuery => stock_query::handler(&self.stock_query, request).await,
+            Function::Buy => buy::handler(&self.buy, request).await,
+        };
+        match result {
+            Ok(response) => to_hyper(response),
+            Err(e) => {
+                // Lambda reports a function error; API Gateway answers 500.
+                tracing::error!(error = %e, route = route.path, "function returned an error");
+                to_hyper(internal_error())
+            }
+        }
+    }
+}
+
+fn internal_error() -> Response<Body> {
+    api::json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &json!({"error": {"code": "internal", "message": "internal server error"}}),
+    )
+}
+
+/// The HTTP API payload 2.0 event, as API Gateway builds it.
+fn event(
+    route: &Route,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    params: &[(String, String)],
+    claims: Option<std::collections::HashMap<String, String>>,
+    peer: SocketAddr,
+    n: u64,
+) -> serde_json::Value {
+    let mut headers = serde_json::Map::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match headers.get_mut(name.as_str()) {
+            Some(serde_json::Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&value);
+            }
+            _ => {
+                headers.insert(name.as_str().to_owned(), value.into());
+            }
+        }
+    }
+    let (body, is_base64) = match std::str::from_utf8(body) {
+        Ok(text) => (text.to_owned(), false),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
+    };
+    let now = chrono::Utc::now();
+    let route_key = format!("{} {}", route.method, route.path);
+    let path_parameters: serde_json::Map<_, _> =
+        params.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    let mut context = json!({
+        "accountId": "000000000000",
+        "apiId": "local",
+        "domainName": "localhost",
+        "domainPrefix": "localhost",
+        "http": {
+            "method": parts.method.as_str(),
+            "path": parts.uri.path(),
+            "protocol": "HTTP/1.1",
+            "sourceIp": peer.ip().to_string(),
+            "userAgent": parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
+        },
+        "requestId": format!("local-{n}"),
+        "routeKey": route_key,
+        "stage": "$default",
+        "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+        "timeEpoch": now.timestamp_millis(),
+    });
+    if let Some(claims) = claims {
+        context["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
+    }
+    json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": parts.uri.path(),
+        "rawQueryString": parts.uri.query().unwrap_or(""),
+        "headers": headers,
+        "requestContext": context,
+        "pathParameters": path_parameters,
+        "body": body,
+        "isBase64Encoded": is_base64,
+    })
+}
+
+fn to_hyper(response: Response<Body>) -> Response<Full<Bytes>> {
+    let (parts, body) = response.into_parts();
+    let bytes = match body {
+        Body::Empty => Bytes::new(),
+        Body::Text(t) => Bytes::from(t),
+        Body::Binary(b) => Bytes::from(b),
+        _ => Bytes::new(),
+    };
+    Response::from_parts(parts, Full::new(bytes))
+}
+
+/// Serves HTTP/1.1 on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, app: Arc<App>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors under load, for instance: back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "set_nodelay failed");
+        }
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
+            });
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,54 @@
+//! `flash-local`: the local runner.
+//!
+//!   flash-local serve [--migrate] [--demo]   serve every route on LISTEN_ADDR
+//!   flash-local token USER [admin]           print a token the runner accepts (24 h)
+//!
+//! Reads the same environment variables as the Lambda functions (see README), plus
+//! LISTEN_ADDR (default 127.0.0.1:3000) and LOCAL_JWT_SECRET.
+
+use std::{sync::Arc, time::Duration};
+
+use runner::{App, auth::JwtCheck};
+use shared::{config::ConfigError, db::Db};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn secret() -> Result<String, ConfigError> {
+    std::env::var("LOCAL_JWT_SECRET").ok().filter(|s| !s.is_empty()).ok_or(ConfigError::Missing("LOCAL_JWT_SECRET"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    shared::telemetry::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("token") => {
+            let user = args.get(1).ok_or("usage: flash-local token USER [admin]")?;
+            let scope = args.get(2).map(String::as_str);
+            println!("{}", runner::auth::mint(secret()?.as_bytes(), user, scope, Duration::from_secs(86_400))?);
+            Ok(())
+        }
+        Some("serve") | None => serve(&args).await,
+        Some(other) => Err(format!("unknown command {other:?}; try serve or token").into()),
+    }
+}
+
+async fn serve(args: &[String]) -> Result<(), BoxError> {
+    let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let jwt = JwtCheck::hs256(secret()?.as_bytes());
+    let buy_cfg = buy::Config::from_env()?;
+    let stock_cfg = stock_query::Config::from_env()?;
+    if args.iter().any(|a| a == "--migrate") {
+        Db::create_and_migrate(&buy_cfg.mysql.url).await?;
+        tracing::info!("migrations applied");
+    }
+    let app = App::new(stock_query::build(&stock_cfg)?, buy::build(&buy_cfg).await?, jwt);
+    if args.iter().any(|a| a == "--demo") {
+        let (product_id, activity_id) = runner::demo::ensure(&app.stock_query).await?;
+        tracing::info!(product_id, activity_id, "demo sale warmed");
+    }
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    tracing::info!(%listen, "local runner listening");
+    runner::serve(listener, Arc::new(app)).await;
+    Ok(())
+}

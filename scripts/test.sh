@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every check and test against the real Redis, MariaDB and LocalStack (started if needed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+
+# Databases left by earlier test runs (each test makes its own flash_t_*).
+mysql -h 127.0.0.1 -u root -N -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'flash\_t\_%'" \
+  | while read -r db; do mysql -h 127.0.0.1 -u root -e "DROP DATABASE \`$db\`"; done
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace -- --test-threads "${TEST_THREADS:-4}"

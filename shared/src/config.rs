@@ -1,0 +1,170 @@
+//! Typed configuration, read once per cold start. Handlers never read the environment.
+//!
+//! Each function reads only the sections it needs; a missing or malformed variable is an error
+//! that names the variable. Secrets (the MySQL URL carries a password) are redacted in `Debug`.
+
+use std::{fmt, str::FromStr, time::Duration};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is malformed: {reason}")]
+    Malformed { name: &'static str, reason: String },
+}
+
+fn var(name: &'static str) -> Result<String, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ConfigError::Missing(name)),
+    }
+}
+
+fn var_or(name: &'static str, default: &str) -> String {
+    var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn parsed_or<T: FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim().parse().map_err(|e: T::Err| ConfigError::Malformed { name, reason: e.to_string() })
+        }
+        _ => Ok(default),
+    }
+}
+
+/// Redis: the hot copy of every sale.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Prefix of every key (`fs` in production); tests use their own so they run in parallel.
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+impl RedisConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            url: var("REDIS_URL")?,
+            key_prefix: var_or("REDIS_KEY_PREFIX", "fs"),
+            connect_timeout: Duration::from_millis(parsed_or("REDIS_CONNECT_TIMEOUT_MS", 500)?),
+            response_timeout: Duration::from_millis(parsed_or("REDIS_RESPONSE_TIMEOUT_MS", 1000)?),
+        })
+    }
+
+    pub fn local(key_prefix: &str) -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: key_prefix.into(),
+            connect_timeout: Duration::from_millis(500),
+            response_timeout: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// MySQL: the record. The URL carries credentials, hence the redacting `Debug`.
+#[derive(Clone)]
+pub struct MysqlConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl fmt::Debug for MysqlConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = match self.url.split_once('@') {
+            Some((_, host)) => format!("mysql://***@{host}"),
+            None => self.url.clone(),
+        };
+        f.debug_struct("MysqlConfig")
+            .field("url", &redacted)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
+}
+
+impl MysqlConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            url: var("DATABASE_URL")?,
+            max_connections: parsed_or("DATABASE_MAX_CONNECTIONS", 5)?,
+            acquire_timeout: Duration::from_millis(parsed_or("DATABASE_ACQUIRE_TIMEOUT_MS", 3000)?),
+        })
+    }
+}
+
+/// SQS. `endpoint_url` is LocalStack locally (`AWS_ENDPOINT_URL`); unset in AWS.
+#[derive(Debug, Clone)]
+pub struct SqsConfig {
+    pub endpoint_url: Option<String>,
+    pub region: String,
+    pub orders_queue_url: String,
+    /// Fixed credentials for LocalStack in tests; `None` uses the default provider chain.
+    pub static_credentials: Option<(String, String)>,
+    pub operation_timeout: Duration,
+}
+
+impl SqsConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            endpoint_url: var("AWS_ENDPOINT_URL").ok(),
+            region: var_or("AWS_REGION", &var_or("AWS_DEFAULT_REGION", "us-east-1")),
+            orders_queue_url: var("ORDERS_QUEUE_URL")?,
+            static_credentials: None,
+            operation_timeout: Duration::from_millis(parsed_or("SQS_TIMEOUT_MS", 3000)?),
+        })
+    }
+}
+
+/// The sale's own knobs.
+#[derive(Debug, Clone)]
+pub struct SaleConfig {
+    /// How long an outbox entry waits before `outbox-retry` may resend it.
+    pub outbox_retry_after: Duration,
+    /// How long a caller waits for another caller's cache rebuild before answering 503.
+    pub rebuild_wait: Duration,
+    /// How long a "this product has no activity" entry is cached.
+    pub negative_ttl: Duration,
+}
+
+impl SaleConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            outbox_retry_after: Duration::from_secs(parsed_or("OUTBOX_RETRY_AFTER_SECS", 30)?),
+            rebuild_wait: Duration::from_millis(parsed_or("REBUILD_WAIT_MS", 2000)?),
+            negative_ttl: Duration::from_secs(parsed_or("NEGATIVE_CACHE_SECS", 30)?),
+        })
+    }
+}
+
+impl Default for SaleConfig {
+    fn default() -> Self {
+        Self {
+            outbox_retry_after: Duration::from_secs(30),
+            rebuild_wait: Duration::from_millis(2000),
+            negative_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_config_debug_hides_the_password() {
+        let cfg = MysqlConfig {
+            url: "mysql://app:hunter2@db.internal:3306/sale".into(),
+            max_connections: 5,
+            acquire_timeout: Duration::from_secs(1),
+        };
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("db.internal:3306/sale"), "{shown}");
+    }
+}

@@ -1,0 +1,66 @@
+//! Redis key names. Every key a script touches carries the product's hash tag `{p<id>}`, so a
+//! script's keys live in one Redis Cluster slot; the bloom filter is its own key because it is
+//! read only when a product's keys are missing, never inside a script.
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self { prefix: prefix.into() }
+    }
+
+    fn product(&self, product_id: u64, suffix: &str) -> String {
+        format!("{}:{{p{product_id}}}:{suffix}", self.prefix)
+    }
+
+    /// The product's current activity: window, stock, limits (hash).
+    pub fn sale(&self, product_id: u64) -> String {
+        self.product(product_id, "sale")
+    }
+    /// "<activity_id>:<user>" -> receipt (hash).
+    pub fn buyers(&self, product_id: u64) -> String {
+        self.product(product_id, "buyers")
+    }
+    /// receipt -> order message not yet acknowledged by the consumer (hash).
+    pub fn outbox(&self, product_id: u64) -> String {
+        self.product(product_id, "outbox")
+    }
+    /// receipt -> when it may be resent (sorted set).
+    pub fn outbox_due(&self, product_id: u64) -> String {
+        self.product(product_id, "outbox:due")
+    }
+    /// Receipts whose unit has been given back (set): makes a restore happen once.
+    pub fn restored(&self, product_id: u64) -> String {
+        self.product(product_id, "restored")
+    }
+    /// Per-user attempt counter for this product.
+    pub fn user_limit(&self, product_id: u64, user: &str) -> String {
+        self.product(product_id, &format!("rl:{user}"))
+    }
+    /// Held by the one caller rebuilding the sale from MySQL.
+    pub fn rebuild_lock(&self, product_id: u64) -> String {
+        self.product(product_id, "lock")
+    }
+    /// Bitmap of every listed product id.
+    pub fn bloom(&self) -> String {
+        format!("{}:bloom:products", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_one_product_shares_its_hash_tag() {
+        let k = Keys::new("fs");
+        for key in [k.sale(7), k.buyers(7), k.outbox(7), k.outbox_due(7), k.restored(7), k.user_limit(7, "u1")] {
+            assert!(key.contains("{p7}"), "{key}");
+        }
+        assert!(!k.bloom().contains('{'));
+        assert_ne!(k.sale(7), k.sale(71));
+    }
+}

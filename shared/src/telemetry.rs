@@ -1,0 +1,18 @@
+//! Tracing set-up: JSON lines in Lambda (CloudWatch), readable lines locally.
+
+use tracing_subscriber::{EnvFilter, fmt};
+
+/// Starts tracing once per process. `RUST_LOG` filters (default `info`); `LOG_FORMAT=text`
+/// gives human-readable lines instead of JSON.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let text = std::env::var("LOG_FORMAT").is_ok_and(|v| v == "text");
+    let builder = fmt().with_env_filter(filter).with_target(false);
+    let result = if text {
+        builder.try_init()
+    } else {
+        builder.json().flatten_event(true).with_current_span(false).without_time().try_init()
+    };
+    // A second init (tests, the local runner hosting every function) keeps the first one.
+    drop(result);
+}

@@ -1,0 +1,297 @@
+//! Test harness: each test gets its own MySQL database, Redis key prefix and SQS queue, and
+//! its own local runner on an ephemeral port, so tests run in parallel against the real
+//! servers. Nothing here is mocked; `Proxy` stands between the app and a real server so a
+//! test can take that dependency away.
+
+pub mod proxy;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use chrono::Utc;
+use reqwest::StatusCode;
+use runner::{App, auth::JwtCheck};
+use serde_json::Value;
+use shared::{
+    config::{MysqlConfig, RedisConfig, SaleConfig, SqsConfig},
+    db::{Db, NewActivity, NewProduct},
+    domain::Activity,
+    sale::{self, Sale},
+};
+use sqlx::mysql::MySqlPoolOptions;
+use tokio::task::JoinHandle;
+
+pub const SECRET: &str = "test-secret";
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+pub fn mysql_server() -> String {
+    env_or("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306")
+}
+pub fn redis_url() -> String {
+    env_or("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+}
+pub fn sqs_endpoint() -> String {
+    env_or("TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
+}
+
+fn unique_id() -> String {
+    use rand::Rng;
+    let n: u64 = rand::rng().random();
+    format!("{:012x}", n >> 16)
+}
+
+/// Where the app (not the fixture) finds its dependencies; a test may point one at a proxy.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub redis_url: String,
+    pub sqs_endpoint: String,
+    pub sale: SaleConfig,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { redis_url: redis_url(), sqs_endpoint: sqs_endpoint(), sale: SaleConfig::default() }
+    }
+}
+
+pub struct TestEnv {
+    pub base_url: String,
+    pub http: reqwest::Client,
+    pub app: Arc<App>,
+    /// The fixture's own view (own pool and connection), so the app's counters stay its own.
+    pub sale: Sale,
+    pub sqs: aws_sdk_sqs::Client,
+    pub orders_queue_url: String,
+    pub prefix: String,
+    pub database_url: String,
+    server: JoinHandle<()>,
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub fn sqs_config(endpoint: &str, queue_url: &str) -> SqsConfig {
+    SqsConfig {
+        endpoint_url: Some(endpoint.to_owned()),
+        region: "us-east-1".into(),
+        orders_queue_url: queue_url.to_owned(),
+        static_credentials: Some(("test".into(), "test".into())),
+        operation_timeout: Duration::from_secs(3),
+    }
+}
+
+impl TestEnv {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> Self {
+        let id = unique_id();
+        let database_url = format!("{}/flash_t_{id}", mysql_server());
+        Db::create_and_migrate(&database_url).await.expect("create and migrate the test database");
+        let prefix = format!("t{id}");
+
+        let fixture_sqs_cfg = sqs_config(&sqs_endpoint(), "");
+        let sqs = shared::queue::client(&fixture_sqs_cfg).await;
+        let created = sqs.create_queue().queue_name(format!("t-{id}-orders")).send().await.expect("create queue");
+        let queue_name_url = created.queue_url().expect("queue url").to_owned();
+        // LocalStack names a host that may not resolve offline; the path is what matters.
+        let orders_queue_url = format!(
+            "{}/{}",
+            sqs_endpoint(),
+            queue_name_url.rsplit('/').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("/")
+        );
+
+        let mysql =
+            MysqlConfig { url: database_url.clone(), max_connections: 5, acquire_timeout: Duration::from_secs(3) };
+        let app_redis = RedisConfig { url: opts.redis_url.clone(), ..RedisConfig::local(&prefix) };
+        let buy_cfg = buy::Config {
+            redis: app_redis.clone(),
+            mysql: mysql.clone(),
+            sqs: sqs_config(&opts.sqs_endpoint, &orders_queue_url),
+            sale: opts.sale.clone(),
+        };
+        let stock_cfg = stock_query::Config { redis: app_redis, mysql: mysql.clone(), sale: opts.sale.clone() };
+        let app = Arc::new(App::new(
+            stock_query::build(&stock_cfg).expect("stock-query state"),
+            buy::build(&buy_cfg).await.expect("buy state"),
+            JwtCheck::hs256(SECRET.as_bytes()),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = tokio::spawn(runner::serve(listener, app.clone()));
+
+        let pool = MySqlPoolOptions::new().max_connections(3).connect(&database_url).await.expect("fixture pool");
+        let sale = sale::connect(&RedisConfig::local(&prefix), &mysql, &opts.sale).expect("fixture sale");
+        let sale = Sale { db: Db::from_pool(pool), ..sale };
+        let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().expect("http client");
+        Self { base_url, http, app, sale, sqs, orders_queue_url, prefix, database_url, server }
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        runner::auth::mint(SECRET.as_bytes(), user, None, Duration::from_secs(3600)).expect("mint")
+    }
+
+    /// Lists a product and an activity through the library calls the admin API makes, then
+    /// warms it. `starts_in` may be negative (already open).
+    pub async fn create_sale(
+        &self,
+        stock: i64,
+        starts_in: chrono::Duration,
+        lasts: chrono::Duration,
+        limits: (u32, u32, u32),
+    ) -> Activity {
+        let product_id = self
+            .sale
+            .list_product(&NewProduct {
+                name: "Test phone".into(),
+                description: "for tests".into(),
+                price_cents: 1999,
+                image_url: String::new(),
+            })
+            .await
+            .expect("list product");
+        let starts_at = Utc::now() + starts_in;
+        let activity_id = self
+            .sale
+            .db
+            .insert_activity(&NewActivity {
+                product_id,
+                stock,
+                starts_at,
+                ends_at: starts_at + lasts,
+                rate_limit_per_sec: limits.0,
+                burst: limits.1,
+                per_user_per_min: limits.2,
+            })
+            .await
+            .expect("insert activity");
+        let activity = self.sale.db.activity(activity_id).await.expect("read activity").expect("activity exists");
+        self.sale.warm(&activity).await.expect("warm");
+        activity
+    }
+
+    /// An open sale with generous limits.
+    pub async fn open_sale(&self, stock: i64) -> Activity {
+        self.create_sale(stock, chrono::Duration::seconds(-5), chrono::Duration::hours(1), (1_000_000, 1_000_000, 5))
+            .await
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> Reply {
+        let mut req = self.http.request(method, format!("{}{path}", self.base_url));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req.send().await.expect("request reaches the runner");
+        let status = resp.status();
+        let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let text = resp.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, json, text, retry_after }
+    }
+
+    pub async fn buy(&self, user: &str, product_id: u64) -> Reply {
+        let token = self.token(user);
+        self.request(reqwest::Method::POST, "/buy", Some(&token), Some(format!(r#"{{"product_id":{product_id}}}"#)))
+            .await
+    }
+
+    pub async fn stock(&self, product_id: u64) -> Reply {
+        self.request(reqwest::Method::GET, &format!("/products/{product_id}/stock"), None, None).await
+    }
+
+    pub fn redis(&self) -> redis::aio::ConnectionManager {
+        self.sale.redis.conn()
+    }
+
+    pub async fn redis_stock(&self, product_id: u64) -> Option<i64> {
+        let mut c = self.redis();
+        redis::cmd("HGET")
+            .arg(self.sale.redis.keys().sale(product_id))
+            .arg("stock")
+            .query_async(&mut c)
+            .await
+            .expect("HGET")
+    }
+
+    pub async fn outbox_len(&self, product_id: u64) -> u64 {
+        let mut c = self.redis();
+        redis::cmd("HLEN").arg(self.sale.redis.keys().outbox(product_id)).query_async(&mut c).await.expect("HLEN")
+    }
+
+    /// Every key of this test with its serialized value: equal snapshots mean nothing changed.
+    pub async fn redis_snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut c = self.redis();
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query_async(&mut c).await.expect("KEYS");
+        let mut out = BTreeMap::new();
+        for k in keys {
+            let dump: Vec<u8> = redis::cmd("DUMP").arg(&k).query_async(&mut c).await.expect("DUMP");
+            out.insert(k, dump);
+        }
+        out
+    }
+
+    /// A checksum of every table.
+    pub async fn mysql_snapshot(&self) -> Vec<(String, Option<i64>)> {
+        use sqlx::Row;
+        let rows = sqlx::query("CHECKSUM TABLE products, activities, orders, dead_letters")
+            .fetch_all(self.sale.db.pool())
+            .await
+            .expect("CHECKSUM");
+        rows.iter().map(|r| (r.get::<String, _>(0), r.get::<Option<i64>, _>(1))).collect()
+    }
+
+    /// Messages waiting in this test's `orders` queue.
+    pub async fn queue_depth(&self) -> u64 {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.orders_queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .expect("queue attributes");
+        attrs
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub json: Value,
+    pub text: String,
+    pub retry_after: Option<String>,
+}
+
+impl Reply {
+    pub fn error_code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// Asserts the contract's error body: a code and a human sentence.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(self.error_code(), code, "body: {}", self.text);
+        let message = self.json["error"]["message"].as_str().unwrap_or("");
+        assert!(!message.is_empty(), "error without a message: {}", self.text);
+    }
+}
