@@ -30,15 +30,17 @@ CREATE TABLE activities (
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
 -- An order exists only for a buyer who got a unit. `receipt` is the message's identity: the
--- consumer's insert is idempotent on it (INSERT IGNORE in the batch transaction), so it plays
--- the part of the seed's processed-message table without a second write.
+-- consumer's batch insert is idempotent on it (ON DUPLICATE KEY UPDATE in one transaction), so
+-- it plays the part of the seed's processed-message table without a second write.
+-- `failed` is a purchase whose message was dead-lettered after the retry cap: the same unique
+-- receipt decides, once, whether the consumer's order or the dead letter came first.
 CREATE TABLE orders (
     id           BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
     receipt      VARCHAR(255)    NOT NULL,
     activity_id  BIGINT UNSIGNED NOT NULL,
     product_id   BIGINT UNSIGNED NOT NULL,
     user_id      VARCHAR(128)    NOT NULL,
-    status       ENUM ('pending_payment', 'paid', 'cancelled') NOT NULL DEFAULT 'pending_payment',
+    status       ENUM ('pending_payment', 'paid', 'cancelled', 'failed') NOT NULL DEFAULT 'pending_payment',
     price_cents  BIGINT          NOT NULL,
     created_at   DATETIME(3)     NOT NULL,
     pay_by       DATETIME(3)     NOT NULL,
@@ -52,8 +54,8 @@ CREATE TABLE orders (
     CONSTRAINT orders_paid_or_cancelled CHECK (paid_at IS NULL OR cancelled_at IS NULL)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
--- A purchase whose order message could not be delivered within the retry cap. Its unit was
--- given back and its receipt reads `failed`.
+-- Why a purchase failed: the message and cause, for an operator (its `failed` order row is
+-- written in the same transaction).
 CREATE TABLE dead_letters (
     receipt     VARCHAR(255)    NOT NULL PRIMARY KEY,
     activity_id BIGINT UNSIGNED NOT NULL,

@@ -19,6 +19,7 @@ use lambda_http::{Body, Response, http::StatusCode};
 use serde_json::json;
 use shared::{
     api::{self, ApiError},
+    pipeline::{OrderConsumer, Orders, OutboxRetry, PaymentTimeouts},
     sale::{BuyService, Sale},
 };
 use tokio::net::TcpListener;
@@ -32,17 +33,32 @@ use crate::{
 const GATEWAY_BODY_LIMIT: usize = 10 * 1024 * 1024;
 
 /// Every function's state, built once, as each Lambda function builds its own.
-pub struct App {
+pub struct Functions {
     pub stock_query: Sale,
     pub buy: BuyService,
+    pub orders: Orders,
+    pub order_consumer: OrderConsumer,
+    pub payment_timeout: PaymentTimeouts,
+    pub outbox_retry: OutboxRetry,
+}
+
+pub struct App {
+    pub functions: Functions,
     pub jwt: JwtCheck,
     pub routes: &'static [Route],
     requests: AtomicU64,
 }
 
+impl std::ops::Deref for App {
+    type Target = Functions;
+    fn deref(&self) -> &Functions {
+        &self.functions
+    }
+}
+
 impl App {
-    pub fn new(stock_query: Sale, buy: BuyService, jwt: JwtCheck) -> Self {
-        Self { stock_query, buy, jwt, routes: routes::ROUTES, requests: AtomicU64::new(0) }
+    pub fn new(functions: Functions, jwt: JwtCheck) -> Self {
+        Self { functions, jwt, routes: routes::ROUTES, requests: AtomicU64::new(0) }
     }
 
     /// One HTTP request through the gateway and the function.
@@ -83,6 +99,7 @@ impl App {
         let result = match route.function {
             Function::StockQuery => stock_query::handler(&self.stock_query, request).await,
             Function::Buy => buy::handler(&self.buy, request).await,
+            Function::Orders => orders::handler(&self.orders, request).await,
         };
         match result {
             Ok(response) => to_hyper(response),

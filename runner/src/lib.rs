@@ -6,12 +6,18 @@
 //! handler. Tokens are HS256, signed with `LOCAL_JWT_SECRET`, checked like the HttpApi JWT
 //! authorizer would (signature, `exp`, `nbf`; admin routes need the `admin` scope).
 //!
+//! SQS: each event source mapping is a set of long-polling tasks that hand batches to the
+//! function as an `SqsEvent`, delete what succeeded and leave the reported failures to come
+//! back after the visibility timeout. Schedules invoke their function on a fixed interval.
+//!
 //! Layout: [`routes`] is the wiring table, [`auth`] the JWT check, [`gateway`] the event
-//! building and the server.
+//! building and the server, [`events`] the SQS pollers and schedules.
 
 pub mod auth;
 pub mod demo;
 pub mod gateway;
+pub mod events;
 pub mod routes;
+pub mod wiring;
 
-pub use gateway::{App, serve};
+pub use gateway::{App, Functions, serve};

@@ -8,7 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use runner::{App, auth::JwtCheck};
+use runner::{App, auth::JwtCheck, events, wiring::Settings};
 use shared::{config::ConfigError, db::Db};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -36,19 +36,24 @@ async fn main() -> Result<(), BoxError> {
 async fn serve(args: &[String]) -> Result<(), BoxError> {
     let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let jwt = JwtCheck::hs256(secret()?.as_bytes());
-    let buy_cfg = buy::Config::from_env()?;
-    let stock_cfg = stock_query::Config::from_env()?;
+    let settings = Settings::from_env()?;
     if args.iter().any(|a| a == "--migrate") {
-        Db::create_and_migrate(&buy_cfg.mysql.url).await?;
+        Db::create_and_migrate(&settings.mysql.url).await?;
         tracing::info!("migrations applied");
     }
-    let app = App::new(stock_query::build(&stock_cfg)?, buy::build(&buy_cfg).await?, jwt);
+    let app = Arc::new(App::new(settings.build().await?, jwt));
     if args.iter().any(|a| a == "--demo") {
         let (product_id, activity_id) = runner::demo::ensure(&app.stock_query).await?;
         tracing::info!(product_id, activity_id, "demo sale warmed");
     }
+    let sqs = shared::queue::client(&settings.sqs).await;
+    for source in settings.event_sources() {
+        tracing::info!(queue = %source.queue_url, pollers = source.concurrency, "event source mapping");
+        events::start(app.clone(), sqs.clone(), source);
+    }
+    events::schedule_outbox_retry(app.clone(), settings.outbox_retry_every);
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     tracing::info!(%listen, "local runner listening");
-    runner::serve(listener, Arc::new(app)).await;
+    runner::serve(listener, app).await;
     Ok(())
 }

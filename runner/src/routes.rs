@@ -6,6 +6,7 @@ use lambda_http::http::Method;
 pub enum Function {
     StockQuery,
     Buy,
+    Orders,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct Route {
 pub const ROUTES: &[Route] = &[
     Route { method: "GET", path: "/products/{product_id}/stock", function: Function::StockQuery, auth: Auth::None },
     Route { method: "POST", path: "/buy", function: Function::Buy, auth: Auth::User },
+    Route { method: "GET", path: "/orders/{receipt}", function: Function::Orders, auth: Auth::User },
+    Route { method: "POST", path: "/orders/{receipt}/pay", function: Function::Orders, auth: Auth::User },
 ];
 
 /// The outcome of matching a request against the table.

@@ -44,6 +44,12 @@ pub enum ApiError {
     AlreadyBought,
     #[error("too many requests; retry later")]
     RateLimited { retry_after: Duration },
+    #[error("no such order")]
+    OrderNotFound,
+    #[error("the order is not written yet; retry in a moment")]
+    OrderNotReady,
+    #[error("the order was cancelled (unpaid in time, or the purchase failed)")]
+    OrderCancelled,
     #[error("the service is temporarily unavailable; retry shortly")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -55,9 +61,9 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::SaleNotStarted | Self::SaleEnded => StatusCode::FORBIDDEN,
-            Self::RouteNotFound | Self::ProductNotFound => StatusCode::NOT_FOUND,
+            Self::RouteNotFound | Self::ProductNotFound | Self::OrderNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::SoldOut | Self::AlreadyBought => StatusCode::CONFLICT,
+            Self::SoldOut | Self::AlreadyBought | Self::OrderNotReady | Self::OrderCancelled => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -75,6 +81,9 @@ impl ApiError {
             Self::SaleNotStarted | Self::SaleEnded => "sale_not_open",
             Self::SoldOut => "sold_out",
             Self::AlreadyBought => "already_bought",
+            Self::OrderNotFound => "order_not_found",
+            Self::OrderNotReady => "order_not_ready",
+            Self::OrderCancelled => "order_cancelled",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
         }

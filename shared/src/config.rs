@@ -13,7 +13,8 @@ pub enum ConfigError {
     Malformed { name: &'static str, reason: String },
 }
 
-fn var(name: &'static str) -> Result<String, ConfigError> {
+/// A required variable.
+pub fn var(name: &'static str) -> Result<String, ConfigError> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => Ok(v),
         _ => Err(ConfigError::Missing(name)),
@@ -103,7 +104,6 @@ impl MysqlConfig {
 pub struct SqsConfig {
     pub endpoint_url: Option<String>,
     pub region: String,
-    pub orders_queue_url: String,
     /// Fixed credentials for LocalStack in tests; `None` uses the default provider chain.
     pub static_credentials: Option<(String, String)>,
     pub operation_timeout: Duration,
@@ -114,7 +114,6 @@ impl SqsConfig {
         Ok(Self {
             endpoint_url: var("AWS_ENDPOINT_URL").ok(),
             region: var_or("AWS_REGION", &var_or("AWS_DEFAULT_REGION", "us-east-1")),
-            orders_queue_url: var("ORDERS_QUEUE_URL")?,
             static_credentials: None,
             operation_timeout: Duration::from_millis(parsed_or("SQS_TIMEOUT_MS", 3000)?),
         })
@@ -130,6 +129,15 @@ pub struct SaleConfig {
     pub rebuild_wait: Duration,
     /// How long a "this product has no activity" entry is cached.
     pub negative_ttl: Duration,
+    /// How long a buyer has to pay; also the `DelaySeconds` of the payment-timeout message,
+    /// so at most 900 s (the SQS maximum).
+    pub payment_window: Duration,
+    /// Resends of one outbox entry before it is dead-lettered and its unit restored.
+    pub outbox_max_attempts: u32,
+    /// Entries one `outbox-retry` run claims per product.
+    pub outbox_claim_batch: u32,
+    /// `outbox-retry` and warm-up look at activities that ended at most this long ago.
+    pub horizon: Duration,
 }
 
 impl SaleConfig {
@@ -138,6 +146,19 @@ impl SaleConfig {
             outbox_retry_after: Duration::from_secs(parsed_or("OUTBOX_RETRY_AFTER_SECS", 30)?),
             rebuild_wait: Duration::from_millis(parsed_or("REBUILD_WAIT_MS", 2000)?),
             negative_ttl: Duration::from_secs(parsed_or("NEGATIVE_CACHE_SECS", 30)?),
+            payment_window: {
+                let secs: u64 = parsed_or("PAYMENT_WINDOW_SECS", 900)?;
+                if secs > 900 {
+                    return Err(ConfigError::Malformed {
+                        name: "PAYMENT_WINDOW_SECS",
+                        reason: "at most 900 (the SQS DelaySeconds maximum)".into(),
+                    });
+                }
+                Duration::from_secs(secs)
+            },
+            outbox_max_attempts: parsed_or("OUTBOX_MAX_ATTEMPTS", 5)?,
+            outbox_claim_batch: parsed_or("OUTBOX_CLAIM_BATCH", 100)?,
+            horizon: Duration::from_secs(3600 * parsed_or::<u64>("HORIZON_HOURS", 24)?),
         })
     }
 }
@@ -148,6 +169,10 @@ impl Default for SaleConfig {
             outbox_retry_after: Duration::from_secs(30),
             rebuild_wait: Duration::from_millis(2000),
             negative_ttl: Duration::from_secs(30),
+            payment_window: Duration::from_secs(900),
+            outbox_max_attempts: 5,
+            outbox_claim_batch: 100,
+            horizon: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -38,6 +38,37 @@ pub struct Activity {
 
 pub const UNLIMITED: i64 = -1;
 
+/// An order's status in MySQL (the API adds `processing` for a purchase not yet written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    PendingPayment,
+    Paid,
+    Cancelled,
+    Failed,
+}
+
+impl std::str::FromStr for OrderStatus {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "pending_payment" => Ok(Self::PendingPayment),
+            "paid" => Ok(Self::Paid),
+            "cancelled" => Ok(Self::Cancelled),
+            "failed" => Ok(Self::Failed),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The message `order-consumer` sends to `payment-timeouts`, delayed by the payment window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutMessage {
+    pub receipt: String,
+    pub activity_id: u64,
+    pub product_id: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SaleState {

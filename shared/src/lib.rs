@@ -19,6 +19,7 @@ pub mod db;
 pub mod domain;
 pub mod keys;
 pub mod limiter;
+pub mod pipeline;
 pub mod queue;
 pub mod sale;
 pub mod scripts;

@@ -14,7 +14,7 @@ use crate::{
     db::{self, Db},
     domain::{Activity, OrderMessage, SaleState, UNLIMITED, UserId, to_ms},
     limiter::Limiter,
-    queue::OrderQueue,
+    queue::Queue,
     scripts::{BuyReply, LoadReply},
     store::{LoadMode, RedisStore, SaleLoad, StoreError},
 };
@@ -208,7 +208,7 @@ pub enum BuyOutcome {
 /// The buy function's state: the sale, the `orders` queue and this instance's token buckets.
 pub struct BuyService {
     pub sale: Sale,
-    pub queue: OrderQueue,
+    pub queue: Queue,
     pub limiter: Limiter,
 }
 
@@ -242,7 +242,7 @@ impl BuyService {
                             0
                         }
                     };
-                    if let Err(e) = self.queue.send(&receipt, &message).await {
+                    if let Err(e) = self.queue.send(&message).await {
                         tracing::warn!(error = %e, %receipt, "order message not sent now; outbox-retry will resend it");
                     }
                     BuyOutcome::Queued { receipt, activity_id }

@@ -7,6 +7,8 @@ pub struct Scripts {
     pub buy: Script,
     pub load_sale: Script,
     pub unlock: Script,
+    pub restore: Script,
+    pub claim: Script,
 }
 
 impl Default for Scripts {
@@ -15,6 +17,8 @@ impl Default for Scripts {
             buy: Script::new(include_str!("../../lua/buy.lua")),
             load_sale: Script::new(include_str!("../../lua/load_sale.lua")),
             unlock: Script::new(include_str!("../../lua/unlock.lua")),
+            restore: Script::new(include_str!("../../lua/restore.lua")),
+            claim: Script::new(include_str!("../../lua/claim.lua")),
         }
     }
 }
@@ -133,6 +137,54 @@ impl LoadReply {
             2 => Ok(Self::Refreshed),
             other => Err(ReplyError { script: "load_sale.lua", detail: format!("code {other}") }),
         }
+    }
+}
+
+/// What `restore.lua` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreReply {
+    Restored,
+    AlreadyRestored,
+    /// Recorded as returned, but there was no unit to give back (another activity is live,
+    /// or the stock is unlimited).
+    NothingToRestore,
+    NotLoaded,
+}
+
+impl RestoreReply {
+    pub fn from_code(code: i64) -> Result<Self, ReplyError> {
+        match code {
+            1 => Ok(Self::Restored),
+            0 => Ok(Self::AlreadyRestored),
+            2 => Ok(Self::NothingToRestore),
+            -1 => Ok(Self::NotLoaded),
+            other => Err(ReplyError { script: "restore.lua", detail: format!("code {other}") }),
+        }
+    }
+}
+
+/// One outbox entry `claim.lua` handed to this `outbox-retry` run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub receipt: String,
+    pub message: String,
+    pub attempts: u32,
+}
+
+impl Claimed {
+    pub fn from_value(value: &Value) -> Result<Vec<Self>, ReplyError> {
+        let bad = |detail: String| ReplyError { script: "claim.lua", detail };
+        let Value::Array(items) = value else { return Err(bad(format!("{value:?}"))) };
+        items
+            .chunks(3)
+            .map(|c| {
+                Ok(Self {
+                    receipt: text(c.first()).ok_or_else(|| bad(format!("{c:?}")))?,
+                    message: text(c.get(1)).ok_or_else(|| bad(format!("{c:?}")))?,
+                    attempts: int(c.get(2)).and_then(|n| u32::try_from(n).ok()).ok_or_else(|| bad(format!("{c:?}")))?,
+                })
+            })
+            .collect()
     }
 }
 

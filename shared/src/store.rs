@@ -9,7 +9,7 @@ use crate::{
     config::RedisConfig,
     domain::OrderMessage,
     keys::Keys,
-    scripts::{BuyReply, LoadReply, ReplyError, Scripts},
+    scripts::{BuyReply, Claimed, LoadReply, ReplyError, RestoreReply, Scripts},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -219,5 +219,68 @@ impl RedisStore {
         }
         let code: i64 = inv.invoke_async(&mut self.conn()).await?;
         Ok(LoadReply::from_code(code)?)
+    }
+
+    /// Gives a returned purchase's unit back, once per receipt (see `restore.lua`).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn restore(&self, product_id: u64, activity_id: u64, receipt: &str) -> Result<RestoreReply, StoreError> {
+        let k = &self.keys;
+        let code: i64 = self
+            .scripts
+            .restore
+            .key(k.sale(product_id))
+            .key(k.restored(product_id))
+            .key(k.outbox(product_id))
+            .key(k.outbox_due(product_id))
+            .key(k.outbox_attempts(product_id))
+            .arg(receipt)
+            .arg(activity_id)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(RestoreReply::from_code(code)?)
+    }
+
+    /// Claims up to `limit` entries due now; claimed ones become due again after `backoff`.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn claim_due(&self, product_id: u64, now_ms: i64, backoff: Duration, limit: u32) -> Result<Vec<Claimed>, StoreError> {
+        let k = &self.keys;
+        let value: Value = self
+            .scripts
+            .claim
+            .key(k.outbox(product_id))
+            .key(k.outbox_due(product_id))
+            .key(k.outbox_attempts(product_id))
+            .arg(now_ms)
+            .arg(now_ms + backoff.as_millis() as i64)
+            .arg(limit)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(Claimed::from_value(&value)?)
+    }
+
+    /// The consumer's acknowledgement: these receipts are orders now, their outbox entries go.
+    #[tracing::instrument(skip(self, receipts), fields(n = receipts.len()), err)]
+    pub async fn ack_outbox(&self, product_id: u64, receipts: &[&str]) -> Result<(), StoreError> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        let k = &self.keys;
+        let _: () = redis::pipe()
+            .atomic()
+            .hdel(k.outbox(product_id), receipts)
+            .ignore()
+            .zrem(k.outbox_due(product_id), receipts)
+            .ignore()
+            .hdel(k.outbox_attempts(product_id), receipts)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// One outbox entry, if it is still there.
+    pub async fn outbox_entry(&self, product_id: u64, receipt: &str) -> Result<Option<OrderMessage>, StoreError> {
+        let raw: Option<String> = self.conn().hget(self.keys.outbox(product_id), receipt).await?;
+        Ok(raw.and_then(|m| serde_json::from_str(&m).ok()))
     }
 }

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use reqwest::StatusCode;
-use runner::{App, auth::JwtCheck};
+use runner::{App, auth::JwtCheck, wiring::Settings};
 use serde_json::Value;
 use shared::{
     config::{MysqlConfig, RedisConfig, SaleConfig, SqsConfig},
@@ -48,11 +48,17 @@ pub struct Options {
     pub redis_url: String,
     pub sqs_endpoint: String,
     pub sale: SaleConfig,
+    pub visibility_timeout: Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { redis_url: redis_url(), sqs_endpoint: sqs_endpoint(), sale: SaleConfig::default() }
+        Self {
+            redis_url: redis_url(),
+            sqs_endpoint: sqs_endpoint(),
+            sale: SaleConfig::default(),
+            visibility_timeout: Duration::from_secs(2),
+        }
     }
 }
 
@@ -60,10 +66,13 @@ pub struct TestEnv {
     pub base_url: String,
     pub http: reqwest::Client,
     pub app: Arc<App>,
+    /// The app's wiring (its own Redis / SQS endpoints, which a test may have cut).
+    pub settings: Settings,
     /// The fixture's own view (own pool and connection), so the app's counters stay its own.
     pub sale: Sale,
     pub sqs: aws_sdk_sqs::Client,
     pub orders_queue_url: String,
+    pub timeouts_queue_url: String,
     pub prefix: String,
     pub database_url: String,
     server: JoinHandle<()>,
@@ -75,14 +84,28 @@ impl Drop for TestEnv {
     }
 }
 
-pub fn sqs_config(endpoint: &str, queue_url: &str) -> SqsConfig {
+pub fn sqs_config(endpoint: &str) -> SqsConfig {
     SqsConfig {
         endpoint_url: Some(endpoint.to_owned()),
         region: "us-east-1".into(),
-        orders_queue_url: queue_url.to_owned(),
         static_credentials: Some(("test".into(), "test".into())),
         operation_timeout: Duration::from_secs(3),
     }
+}
+
+/// Creates a queue on LocalStack and returns its URL on the test endpoint (LocalStack's own
+/// URLs name a host that may not resolve offline; the path is what matters).
+pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, visibility: Duration) -> String {
+    let created = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, visibility.as_secs().to_string())
+        .send()
+        .await
+        .expect("create queue");
+    let url = created.queue_url().expect("queue url");
+    let path: Vec<&str> = url.rsplit('/').take(2).collect();
+    format!("{}/{}/{}", sqs_endpoint(), path[1], path[0])
 }
 
 impl TestEnv {
@@ -96,32 +119,25 @@ impl TestEnv {
         Db::create_and_migrate(&database_url).await.expect("create and migrate the test database");
         let prefix = format!("t{id}");
 
-        let fixture_sqs_cfg = sqs_config(&sqs_endpoint(), "");
-        let sqs = shared::queue::client(&fixture_sqs_cfg).await;
-        let created = sqs.create_queue().queue_name(format!("t-{id}-orders")).send().await.expect("create queue");
-        let queue_name_url = created.queue_url().expect("queue url").to_owned();
-        // LocalStack names a host that may not resolve offline; the path is what matters.
-        let orders_queue_url = format!(
-            "{}/{}",
-            sqs_endpoint(),
-            queue_name_url.rsplit('/').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("/")
-        );
+        let sqs = shared::queue::client(&sqs_config(&sqs_endpoint())).await;
+        let orders_queue_url = create_queue(&sqs, &format!("t-{id}-orders"), opts.visibility_timeout).await;
+        let timeouts_queue_url = create_queue(&sqs, &format!("t-{id}-payment-timeouts"), opts.visibility_timeout).await;
 
-        let mysql =
-            MysqlConfig { url: database_url.clone(), max_connections: 5, acquire_timeout: Duration::from_secs(3) };
-        let app_redis = RedisConfig { url: opts.redis_url.clone(), ..RedisConfig::local(&prefix) };
-        let buy_cfg = buy::Config {
-            redis: app_redis.clone(),
+        let mysql = MysqlConfig { url: database_url.clone(), max_connections: 5, acquire_timeout: Duration::from_secs(3) };
+        let settings = Settings {
+            redis: RedisConfig { url: opts.redis_url.clone(), ..RedisConfig::local(&prefix) },
             mysql: mysql.clone(),
-            sqs: sqs_config(&opts.sqs_endpoint, &orders_queue_url),
+            sqs: sqs_config(&opts.sqs_endpoint),
             sale: opts.sale.clone(),
+            orders_queue_url: orders_queue_url.clone(),
+            payment_timeouts_queue_url: timeouts_queue_url.clone(),
+            visibility_timeout: opts.visibility_timeout,
+            poll_wait: Duration::from_secs(1),
+            pollers: 2,
+            outbox_retry_every: Duration::from_secs(1),
         };
-        let stock_cfg = stock_query::Config { redis: app_redis, mysql: mysql.clone(), sale: opts.sale.clone() };
-        let app = Arc::new(App::new(
-            stock_query::build(&stock_cfg).expect("stock-query state"),
-            buy::build(&buy_cfg).await.expect("buy state"),
-            JwtCheck::hs256(SECRET.as_bytes()),
-        ));
+        let functions = settings.build().await.expect("functions");
+        let app = Arc::new(App::new(functions, JwtCheck::hs256(SECRET.as_bytes())));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let server = tokio::spawn(runner::serve(listener, app.clone()));
@@ -130,7 +146,30 @@ impl TestEnv {
         let sale = sale::connect(&RedisConfig::local(&prefix), &mysql, &opts.sale).expect("fixture sale");
         let sale = Sale { db: Db::from_pool(pool), ..sale };
         let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().expect("http client");
-        Self { base_url, http, app, sale, sqs, orders_queue_url, prefix, database_url, server }
+        Self {
+            base_url,
+            http,
+            app,
+            settings,
+            sale,
+            sqs,
+            orders_queue_url,
+            timeouts_queue_url,
+            prefix,
+            database_url,
+            server,
+        }
+    }
+
+    /// Starts the SQS event source mappings (order consumer, payment timeout) on real SQS,
+    /// through the app's own SQS client settings. Abort the handles to kill them.
+    pub async fn start_pollers(&self) -> Vec<JoinHandle<()>> {
+        let sqs = shared::queue::client(&self.settings.sqs).await;
+        self.settings
+            .event_sources()
+            .into_iter()
+            .flat_map(|source| runner::events::start(self.app.clone(), sqs.clone(), source))
+            .collect()
     }
 
     pub fn token(&self, user: &str) -> String {
@@ -258,10 +297,15 @@ impl TestEnv {
 
     /// Messages waiting in this test's `orders` queue.
     pub async fn queue_depth(&self) -> u64 {
+        self.depth(&self.orders_queue_url).await
+    }
+
+    /// Messages waiting (visible) in a queue.
+    pub async fn depth(&self, queue_url: &str) -> u64 {
         let attrs = self
             .sqs
             .get_queue_attributes()
-            .queue_url(&self.orders_queue_url)
+            .queue_url(queue_url)
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
             .send()
             .await

@@ -8,7 +8,7 @@ use shared::{
     config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig, SqsConfig},
     domain::SaleState,
     limiter::Limiter,
-    queue::{self, OrderQueue},
+    queue::{self, Queue},
     sale::{self, BuyOutcome, BuyService},
 };
 
@@ -17,6 +17,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub mysql: MysqlConfig,
     pub sqs: SqsConfig,
+    pub orders_queue_url: String,
     pub sale: SaleConfig,
 }
 
@@ -26,6 +27,7 @@ impl Config {
             redis: RedisConfig::from_env()?,
             mysql: MysqlConfig::from_env()?,
             sqs: SqsConfig::from_env()?,
+            orders_queue_url: shared::config::var("ORDERS_QUEUE_URL")?,
             sale: SaleConfig::from_env()?,
         })
     }
@@ -34,7 +36,7 @@ impl Config {
 /// The function's state, built once per cold start.
 pub async fn build(cfg: &Config) -> Result<BuyService, Error> {
     let sale = sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)?;
-    let queue = OrderQueue::new(queue::client(&cfg.sqs).await, cfg.sqs.orders_queue_url.clone());
+    let queue = Queue::new(queue::client(&cfg.sqs).await, cfg.orders_queue_url.clone());
     Ok(BuyService { sale, queue, limiter: Limiter::default() })
 }
 

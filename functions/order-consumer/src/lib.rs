@@ -1,0 +1,46 @@
+//! `order-consumer` (SQS `orders`): idempotent batch insert into MySQL, then each order's
+//! payment timeout and the outbox ack. Reports only the failed records (partial batch
+//! response), so one bad message never blocks its batch.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent};
+use shared::{
+    config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig, SqsConfig, var},
+    pipeline::{self, OrderConsumer},
+    queue::{self, Queue},
+    sale,
+};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub redis: RedisConfig,
+    pub mysql: MysqlConfig,
+    pub sqs: SqsConfig,
+    pub sale: SaleConfig,
+    pub payment_timeouts_queue_url: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            redis: RedisConfig::from_env()?,
+            mysql: MysqlConfig::from_env()?,
+            sqs: SqsConfig::from_env()?,
+            sale: SaleConfig::from_env()?,
+            payment_timeouts_queue_url: var("PAYMENT_TIMEOUTS_QUEUE_URL")?,
+        })
+    }
+}
+
+pub async fn build(cfg: &Config) -> Result<OrderConsumer, Error> {
+    Ok(OrderConsumer {
+        sale: sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)?,
+        timeouts: Queue::new(queue::client(&cfg.sqs).await, cfg.payment_timeouts_queue_url.clone()),
+    })
+}
+
+pub async fn handler(consumer: &OrderConsumer, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+    // Boxed: the batch future is deep enough to overflow the compiler's layout depth inline.
+    let failed = Box::pin(consumer.consume(&pipeline::records(&event.payload))).await;
+    Ok(pipeline::batch_response(failed))
+}

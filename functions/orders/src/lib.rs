@@ -1,0 +1,87 @@
+//! `GET /orders/{receipt}` and `POST /orders/{receipt}/pay`, for the order's owner only
+//! (another user's receipt is 404). Paying is the interface a payment provider would call;
+//! there is no real provider.
+
+use chrono::SecondsFormat;
+use lambda_http::{Body, Error, Request, RequestExt, Response, http::Method, http::StatusCode};
+use shared::{
+    api::{self, ApiError},
+    config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig},
+    db::OrderRow,
+    domain::from_ms,
+    pipeline::{OrderView, Orders, PayOutcome},
+    sale,
+};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub redis: RedisConfig,
+    pub mysql: MysqlConfig,
+    pub sale: SaleConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self { redis: RedisConfig::from_env()?, mysql: MysqlConfig::from_env()?, sale: SaleConfig::from_env()? })
+    }
+}
+
+pub fn build(cfg: &Config) -> Result<Orders, Error> {
+    Ok(Orders { sale: sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)? })
+}
+
+pub async fn handler(orders: &Orders, req: Request) -> Result<Response<Body>, Error> {
+    Ok(api::respond(route(orders, &req).await))
+}
+
+fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn stored_body(o: &OrderRow) -> serde_json::Value {
+    serde_json::json!({
+        "receipt": o.receipt,
+        "status": o.status,
+        "order_id": o.id,
+        "product_id": o.product_id,
+        "activity_id": o.activity_id,
+        "price_cents": o.price_cents,
+        "created_at": time(o.created_at),
+        "pay_by": time(o.pay_by),
+        "paid_at": o.paid_at.map(time),
+        "cancelled_at": o.cancelled_at.map(time),
+    })
+}
+
+#[tracing::instrument(skip_all, fields(receipt))]
+async fn route(orders: &Orders, req: &Request) -> Result<Response<Body>, ApiError> {
+    let user = api::user(req)?;
+    let receipt = req
+        .path_parameters_ref()
+        .and_then(|p| p.first("receipt"))
+        .ok_or_else(|| ApiError::InvalidRequest("missing path parameter receipt".into()))?
+        .to_owned();
+    tracing::Span::current().record("receipt", receipt.as_str());
+    if req.method() == Method::POST {
+        return match orders.pay(user.as_str(), &receipt).await? {
+            PayOutcome::Paid(o) => Ok(api::json(StatusCode::OK, &stored_body(&o))),
+            PayOutcome::NotFound => Err(ApiError::OrderNotFound),
+            PayOutcome::NotReady => Err(ApiError::OrderNotReady),
+            PayOutcome::Cancelled => Err(ApiError::OrderCancelled),
+        };
+    }
+    match orders.lookup(user.as_str(), &receipt).await? {
+        Some(OrderView::Stored(o)) => Ok(api::json(StatusCode::OK, &stored_body(&o))),
+        Some(OrderView::Processing { receipt, created_at_ms }) => Ok(api::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "receipt": receipt,
+                "status": "processing",
+                "order_id": null,
+                "created_at": from_ms(created_at_ms).map(time),
+                "pay_by": null,
+            }),
+        )),
+        None => Err(ApiError::OrderNotFound),
+    }
+}

@@ -1,0 +1,12 @@
+//! Lambda bootstrap for `orders` (HTTP).
+
+use lambda_http::{Error, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = orders::Config::from_env()?;
+    let state = orders::build(&config)?;
+    let state = &state;
+    run(service_fn(move |req| async move { orders::handler(state, req).await })).await
+}

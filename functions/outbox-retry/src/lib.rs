@@ -1,0 +1,45 @@
+//! `outbox-retry` (EventBridge schedule, every minute): resends outbox entries the consumer
+//! never acknowledged; after the cap, dead-letters the purchase and restores its unit. Runs
+//! that overlap claim disjoint entries (`claim.lua`).
+
+use lambda_runtime::{Error, LambdaEvent};
+use shared::{
+    config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig, SqsConfig, var},
+    pipeline::{OutboxRetry, RetryReport},
+    queue::{self, Queue},
+    sale,
+};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub redis: RedisConfig,
+    pub mysql: MysqlConfig,
+    pub sqs: SqsConfig,
+    pub sale: SaleConfig,
+    pub orders_queue_url: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            redis: RedisConfig::from_env()?,
+            mysql: MysqlConfig::from_env()?,
+            sqs: SqsConfig::from_env()?,
+            sale: SaleConfig::from_env()?,
+            orders_queue_url: var("ORDERS_QUEUE_URL")?,
+        })
+    }
+}
+
+pub async fn build(cfg: &Config) -> Result<OutboxRetry, Error> {
+    Ok(OutboxRetry {
+        sale: sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)?,
+        orders: Queue::new(queue::client(&cfg.sqs).await, cfg.orders_queue_url.clone()),
+    })
+}
+
+/// The scheduled event's content does not matter: every run looks at all recent activities.
+pub async fn handler(retry: &OutboxRetry, _event: LambdaEvent<serde_json::Value>) -> Result<RetryReport, Error> {
+    // Boxed: the run's future is deep enough to overflow the compiler's layout depth inline.
+    Ok(Box::pin(retry.run()).await?)
+}

@@ -1,0 +1,12 @@
+//! Lambda bootstrap for `payment-timeout`.
+
+use lambda_runtime::{Error, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = payment_timeout::Config::from_env()?;
+    let state = payment_timeout::build(&config)?;
+    let state = &state;
+    run(service_fn(move |event| async move { payment_timeout::handler(state, event).await })).await
+}

@@ -1,0 +1,18 @@
+-- Gives a cancelled (or dead-lettered) purchase's unit back, exactly once per receipt, and
+-- drops any outbox entry it still has.
+--
+-- KEYS[1] sale, KEYS[2] restored (set), KEYS[3] outbox, KEYS[4] outbox:due, KEYS[5] outbox:attempts
+-- ARGV[1] receipt, ARGV[2] the receipt's activity_id
+-- Reply: 1 unit restored, 0 already restored before, 2 recorded but no unit to give back (the
+-- product moved on to another activity, or stock is unlimited), -1 the sale is not loaded
+-- (caller rebuilds it from MySQL, which counts this unit as returned, then calls again).
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 0 end
+local f = redis.call('HMGET', KEYS[1], 'activity_id', 'stock')
+if not f[1] then return -1 end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1])
+if f[1] ~= ARGV[2] or tonumber(f[2]) == -1 then return 2 end
+redis.call('HINCRBY', KEYS[1], 'stock', 1)
+return 1

@@ -1,0 +1,115 @@
+//! How the functions are wired together: one set of settings (the environment variables the
+//! functions read in AWS), each function's configuration cut from it, and the event sources
+//! and schedules of `template.yaml`.
+
+use std::time::Duration;
+
+use lambda_http::Error;
+use shared::config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig, SqsConfig, var};
+
+use crate::{
+    Functions,
+    events::{Consumer, EventSource},
+};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub redis: RedisConfig,
+    pub mysql: MysqlConfig,
+    pub sqs: SqsConfig,
+    pub sale: SaleConfig,
+    pub orders_queue_url: String,
+    pub payment_timeouts_queue_url: String,
+    /// Visibility timeout of a received batch (template.yaml: 6 x the consumer's timeout).
+    pub visibility_timeout: Duration,
+    /// Long-poll wait of the local pollers.
+    pub poll_wait: Duration,
+    /// Pollers per queue (the event source mapping's maximum concurrency).
+    pub pollers: usize,
+    /// How often `outbox-retry` runs (template.yaml: rate(1 minute)).
+    pub outbox_retry_every: Duration,
+}
+
+fn parsed<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => {
+            v.parse().map_err(|_| ConfigError::Malformed { name, reason: format!("{v:?} is not a number") })
+        }
+        _ => Ok(default),
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            redis: RedisConfig::from_env()?,
+            mysql: MysqlConfig::from_env()?,
+            sqs: SqsConfig::from_env()?,
+            sale: SaleConfig::from_env()?,
+            orders_queue_url: var("ORDERS_QUEUE_URL")?,
+            payment_timeouts_queue_url: var("PAYMENT_TIMEOUTS_QUEUE_URL")?,
+            visibility_timeout: Duration::from_secs(parsed("SQS_VISIBILITY_TIMEOUT_SECS", 180)?),
+            poll_wait: Duration::from_secs(parsed("SQS_POLL_WAIT_SECS", 5)?),
+            pollers: parsed("SQS_POLLERS", 2)?,
+            outbox_retry_every: Duration::from_secs(parsed("OUTBOX_RETRY_EVERY_SECS", 60)?),
+        })
+    }
+
+    /// Every function's state, each built from its own configuration as its `main` would.
+    pub async fn build(&self) -> Result<Functions, Error> {
+        let (redis, mysql, sale) = (self.redis.clone(), self.mysql.clone(), self.sale.clone());
+        Ok(Functions {
+            stock_query: stock_query::build(&stock_query::Config {
+                redis: redis.clone(),
+                mysql: mysql.clone(),
+                sale: sale.clone(),
+            })?,
+            buy: buy::build(&buy::Config {
+                redis: redis.clone(),
+                mysql: mysql.clone(),
+                sqs: self.sqs.clone(),
+                sale: sale.clone(),
+                orders_queue_url: self.orders_queue_url.clone(),
+            })
+            .await?,
+            orders: orders::build(&orders::Config { redis: redis.clone(), mysql: mysql.clone(), sale: sale.clone() })?,
+            order_consumer: order_consumer::build(&order_consumer::Config {
+                redis: redis.clone(),
+                mysql: mysql.clone(),
+                sqs: self.sqs.clone(),
+                sale: sale.clone(),
+                payment_timeouts_queue_url: self.payment_timeouts_queue_url.clone(),
+            })
+            .await?,
+            payment_timeout: payment_timeout::build(&payment_timeout::Config {
+                redis: redis.clone(),
+                mysql: mysql.clone(),
+                sale: sale.clone(),
+            })?,
+            outbox_retry: outbox_retry::build(&outbox_retry::Config {
+                redis,
+                mysql,
+                sqs: self.sqs.clone(),
+                sale,
+                orders_queue_url: self.orders_queue_url.clone(),
+            })
+            .await?,
+        })
+    }
+
+    /// The SQS event source mappings.
+    pub fn event_sources(&self) -> Vec<EventSource> {
+        let source = |consumer, queue_url: &String| EventSource {
+            consumer,
+            queue_url: queue_url.clone(),
+            batch_size: 10,
+            wait: self.poll_wait,
+            concurrency: self.pollers,
+            visibility_timeout: self.visibility_timeout,
+        };
+        vec![
+            source(Consumer::OrderConsumer, &self.orders_queue_url),
+            source(Consumer::PaymentTimeout, &self.payment_timeouts_queue_url),
+        ]
+    }
+}
