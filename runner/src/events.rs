@@ -2,12 +2,12 @@
 
 use std::{sync::Arc, time::Duration};
 
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::{
     Client,
     error::DisplayErrorContext,
     types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName},
 };
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -137,7 +137,8 @@ pub fn schedule_outbox_retry(app: Arc<App>, every: Duration) -> JoinHandle<()> {
                 "time": chrono::Utc::now().to_rfc3339(),
                 "detail": {},
             });
-            if let Err(e) = outbox_retry::handler(&app.outbox_retry, LambdaEvent::new(event, Context::default())).await {
+            if let Err(e) = outbox_retry::handler(&app.outbox_retry, LambdaEvent::new(event, Context::default())).await
+            {
                 tracing::error!(error = %e, "outbox-retry run failed");
             }
         }

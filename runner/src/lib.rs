@@ -15,8 +15,8 @@
 
 pub mod auth;
 pub mod demo;
-pub mod gateway;
 pub mod events;
+pub mod gateway;
 pub mod routes;
 pub mod wiring;
 

@@ -123,8 +123,11 @@ impl SqsConfig {
 /// The sale's own knobs.
 #[derive(Debug, Clone)]
 pub struct SaleConfig {
-    /// How long an outbox entry waits before `outbox-retry` may resend it.
+    /// How long an outbox entry waits after the purchase before `outbox-retry` may resend it.
     pub outbox_retry_after: Duration,
+    /// How long a claimed (resent) entry waits before it may be resent again; also what keeps
+    /// overlapping `outbox-retry` runs from sending the same entry twice.
+    pub outbox_backoff: Duration,
     /// How long a caller waits for another caller's cache rebuild before answering 503.
     pub rebuild_wait: Duration,
     /// How long a "this product has no activity" entry is cached.
@@ -144,6 +147,7 @@ impl SaleConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             outbox_retry_after: Duration::from_secs(parsed_or("OUTBOX_RETRY_AFTER_SECS", 30)?),
+            outbox_backoff: Duration::from_secs(parsed_or("OUTBOX_BACKOFF_SECS", 60)?),
             rebuild_wait: Duration::from_millis(parsed_or("REBUILD_WAIT_MS", 2000)?),
             negative_ttl: Duration::from_secs(parsed_or("NEGATIVE_CACHE_SECS", 30)?),
             payment_window: {
@@ -167,6 +171,7 @@ impl Default for SaleConfig {
     fn default() -> Self {
         Self {
             outbox_retry_after: Duration::from_secs(30),
+            outbox_backoff: Duration::from_secs(60),
             rebuild_wait: Duration::from_millis(2000),
             negative_ttl: Duration::from_secs(30),
             payment_window: Duration::from_secs(900),

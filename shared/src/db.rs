@@ -338,7 +338,13 @@ impl Db {
     /// dead letter, in one transaction. Returns false if an order with this receipt exists
     /// (the message was delivered after all): the unique receipt decides, once.
     #[tracing::instrument(skip(self, message, payload), fields(receipt = %message.receipt), err)]
-    pub async fn insert_failed(&self, message: &OrderMessage, payload: &str, reason: &str, attempts: u32) -> Result<bool, sqlx::Error> {
+    pub async fn insert_failed(
+        &self,
+        message: &OrderMessage,
+        payload: &str,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<bool, sqlx::Error> {
         self.count();
         let mut tx = self.pool.begin().await?;
         let created_at = from_ms(message.created_at_ms).unwrap_or_else(Utc::now);
@@ -382,7 +388,11 @@ impl Db {
 
     /// Products whose activities have not ended, or ended within `horizon`.
     #[tracing::instrument(skip(self))]
-    pub async fn recent_products(&self, now: DateTime<Utc>, horizon: std::time::Duration) -> Result<Vec<u64>, sqlx::Error> {
+    pub async fn recent_products(
+        &self,
+        now: DateTime<Utc>,
+        horizon: std::time::Duration,
+    ) -> Result<Vec<u64>, sqlx::Error> {
         self.count();
         let since = now - chrono::Duration::from_std(horizon).unwrap_or(chrono::Duration::days(1));
         let rows = sqlx::query(r#"SELECT DISTINCT product_id FROM activities WHERE ends_at > ?"#)

@@ -61,7 +61,15 @@ mod tests {
     #[test]
     fn every_key_of_one_product_shares_its_hash_tag() {
         let k = Keys::new("fs");
-        for key in [k.sale(7), k.buyers(7), k.outbox(7), k.outbox_due(7), k.outbox_attempts(7), k.restored(7), k.user_limit(7, "u1")] {
+        for key in [
+            k.sale(7),
+            k.buyers(7),
+            k.outbox(7),
+            k.outbox_due(7),
+            k.outbox_attempts(7),
+            k.restored(7),
+            k.user_limit(7, "u1"),
+        ] {
             assert!(key.contains("{p7}"), "{key}");
         }
         assert!(!k.bloom().contains('{'));

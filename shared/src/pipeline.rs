@@ -28,7 +28,12 @@ impl Sale {
     /// Gives a returned purchase's unit back, once. If the sale is not in Redis, it is rebuilt
     /// first (the rebuild already counts this unit as returned, so the retry finds it done).
     #[tracing::instrument(skip(self), err)]
-    pub async fn restore_unit(&self, product_id: u64, activity_id: u64, receipt: &str) -> Result<RestoreReply, SaleError> {
+    pub async fn restore_unit(
+        &self,
+        product_id: u64,
+        activity_id: u64,
+        receipt: &str,
+    ) -> Result<RestoreReply, SaleError> {
         match self.redis.restore(product_id, activity_id, receipt).await? {
             RestoreReply::NotLoaded => {
                 self.ensure_loaded(product_id).await?;
@@ -204,7 +209,10 @@ impl PaymentTimeouts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderView {
     /// Bought (202) but not yet written to MySQL.
-    Processing { receipt: String, created_at_ms: i64 },
+    Processing {
+        receipt: String,
+        created_at_ms: i64,
+    },
     Stored(OrderRow),
 }
 
@@ -295,11 +303,8 @@ impl OutboxRetry {
         let products = self.sale.db.recent_products(now, cfg.horizon).await?;
         let mut report = RetryReport { products: products.len(), ..Default::default() };
         for product_id in products {
-            let claims = self
-                .sale
-                .redis
-                .claim_due(product_id, to_ms(now), cfg.outbox_retry_after, cfg.outbox_claim_batch)
-                .await?;
+            let claims =
+                self.sale.redis.claim_due(product_id, to_ms(now), cfg.outbox_backoff, cfg.outbox_claim_batch).await?;
             report.claimed += claims.len();
             let mut resend = Vec::new();
             for c in claims {
@@ -311,7 +316,9 @@ impl OutboxRetry {
                     Ok(m) => match self.dead_letter(&m, &c.message, c.attempts).await {
                         Ok(true) => report.dead_lettered += 1,
                         Ok(false) => report.delivered_after_all += 1,
-                        Err(e) => tracing::error!(error = %crate::api::error_chain(&e), receipt = %c.receipt, "dead-lettering failed; next run retries"),
+                        Err(e) => {
+                            tracing::error!(error = %crate::api::error_chain(&e), receipt = %c.receipt, "dead-lettering failed; next run retries")
+                        }
                     },
                     Err(e) => tracing::error!(error = %e, receipt = %c.receipt, "outbox entry does not parse"),
                 }

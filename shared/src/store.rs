@@ -242,7 +242,13 @@ impl RedisStore {
 
     /// Claims up to `limit` entries due now; claimed ones become due again after `backoff`.
     #[tracing::instrument(skip(self), err)]
-    pub async fn claim_due(&self, product_id: u64, now_ms: i64, backoff: Duration, limit: u32) -> Result<Vec<Claimed>, StoreError> {
+    pub async fn claim_due(
+        &self,
+        product_id: u64,
+        now_ms: i64,
+        backoff: Duration,
+        limit: u32,
+    ) -> Result<Vec<Claimed>, StoreError> {
         let k = &self.keys;
         let value: Value = self
             .scripts

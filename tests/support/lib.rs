@@ -123,7 +123,8 @@ impl TestEnv {
         let orders_queue_url = create_queue(&sqs, &format!("t-{id}-orders"), opts.visibility_timeout).await;
         let timeouts_queue_url = create_queue(&sqs, &format!("t-{id}-payment-timeouts"), opts.visibility_timeout).await;
 
-        let mysql = MysqlConfig { url: database_url.clone(), max_connections: 5, acquire_timeout: Duration::from_secs(3) };
+        let mysql =
+            MysqlConfig { url: database_url.clone(), max_connections: 5, acquire_timeout: Duration::from_secs(3) };
         let settings = Settings {
             redis: RedisConfig { url: opts.redis_url.clone(), ..RedisConfig::local(&prefix) },
             mysql: mysql.clone(),
@@ -337,5 +338,122 @@ impl Reply {
         assert_eq!(self.error_code(), code, "body: {}", self.text);
         let message = self.json["error"]["message"].as_str().unwrap_or("");
         assert!(!message.is_empty(), "error without a message: {}", self.text);
+    }
+}
+
+/// An SQS event as Lambda delivers it, from (message id, body) pairs.
+pub fn sqs_event(records: &[(String, String)]) -> lambda_runtime::LambdaEvent<aws_lambda_events::event::sqs::SqsEvent> {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(id, body)| {
+            serde_json::json!({
+                "messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:orders",
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    let event = serde_json::from_value(serde_json::json!({ "Records": records })).expect("SQS event");
+    lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default())
+}
+
+/// Waits until `check` holds, polling; panics with `what` after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl TestEnv {
+    /// Receives (and deletes) every message now in a queue: (message id, body).
+    pub async fn take_all(&self, queue_url: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut empty_rounds = 0;
+        while empty_rounds < 2 {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive");
+            let messages = got.messages();
+            if messages.is_empty() {
+                empty_rounds += 1;
+                continue;
+            }
+            for m in messages {
+                out.push((m.message_id().unwrap_or_default().to_owned(), m.body().unwrap_or_default().to_owned()));
+                self.sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+        out
+    }
+
+    /// Orders of an activity by status.
+    pub async fn order_counts(&self, activity_id: u64) -> BTreeMap<String, i64> {
+        use sqlx::Row;
+        let rows = sqlx::query(
+            "SELECT CAST(status AS CHAR) AS s, COUNT(*) AS n FROM orders WHERE activity_id = ? GROUP BY status",
+        )
+        .bind(activity_id)
+        .fetch_all(self.sale.db.pool())
+        .await
+        .expect("count orders");
+        rows.iter().map(|r| (r.get::<String, _>("s"), r.get::<i64, _>("n"))).collect()
+    }
+
+    pub async fn total_orders(&self, activity_id: u64) -> i64 {
+        self.order_counts(activity_id).await.values().sum()
+    }
+
+    /// Invariant 1, sampled: Redis (stock and outbox, atomically) first, then MySQL. Returns
+    /// (stock, units taken = outbox ∪ orders not cancelled/failed). A purchase moving between
+    /// the reads is counted once; a cancellation between them is undercounted, never over.
+    pub async fn units_accounted(&self, a: &Activity) -> (i64, usize) {
+        use sqlx::Row;
+        let mut c = self.redis();
+        let keys = self.sale.redis.keys();
+        let (stock, outbox): (Option<i64>, Vec<String>) = redis::pipe()
+            .atomic()
+            .hget(keys.sale(a.product_id), "stock")
+            .hkeys(keys.outbox(a.product_id))
+            .query_async(&mut c)
+            .await
+            .expect("redis sample");
+        let rows =
+            sqlx::query("SELECT receipt FROM orders WHERE activity_id = ? AND status IN ('pending_payment', 'paid')")
+                .bind(a.id)
+                .fetch_all(self.sale.db.pool())
+                .await
+                .expect("mysql sample");
+        let mut taken: std::collections::HashSet<String> = outbox.into_iter().collect();
+        taken.extend(rows.iter().map(|r| r.get::<String, _>(0)));
+        (stock.unwrap_or(0), taken.len())
+    }
+
+    pub async fn pay(&self, user: &str, receipt: &str) -> Reply {
+        let token = self.token(user);
+        self.request(reqwest::Method::POST, &format!("/orders/{receipt}/pay"), Some(&token), None).await
+    }
+
+    pub async fn order(&self, user: &str, receipt: &str) -> Reply {
+        let token = self.token(user);
+        self.request(reqwest::Method::GET, &format!("/orders/{receipt}"), Some(&token), None).await
     }
 }
