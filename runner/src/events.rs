@@ -122,9 +122,15 @@ pub async fn poll_once(app: &App, sqs: &Client, source: &EventSource) -> Result<
     Ok(messages.len())
 }
 
-/// A schedule (template.yaml: `Events: Type: Schedule`): invokes `outbox-retry` every
-/// `every` with a scheduled event.
-pub fn schedule_outbox_retry(app: Arc<App>, every: Duration) -> JoinHandle<()> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduled {
+    OutboxRetry,
+    Warmup,
+}
+
+/// A schedule (template.yaml: `Events: Type: Schedule`): invokes the function every `every`
+/// with a scheduled event.
+pub fn schedule(app: Arc<App>, target: Scheduled, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -137,9 +143,13 @@ pub fn schedule_outbox_retry(app: Arc<App>, every: Duration) -> JoinHandle<()> {
                 "time": chrono::Utc::now().to_rfc3339(),
                 "detail": {},
             });
-            if let Err(e) = outbox_retry::handler(&app.outbox_retry, LambdaEvent::new(event, Context::default())).await
-            {
-                tracing::error!(error = %e, "outbox-retry run failed");
+            let invocation = LambdaEvent::new(event, Context::default());
+            let result = match target {
+                Scheduled::OutboxRetry => outbox_retry::handler(&app.outbox_retry, invocation).await.map(|_| ()),
+                Scheduled::Warmup => warmup::handler(&app.warmup, invocation).await.map(|_| ()),
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, ?target, "scheduled run failed");
             }
         }
     })

@@ -40,11 +40,15 @@ pub struct Functions {
     pub order_consumer: OrderConsumer,
     pub payment_timeout: PaymentTimeouts,
     pub outbox_retry: OutboxRetry,
+    pub admin: admin::Admin,
+    pub warmup: warmup::Warmup,
 }
 
 pub struct App {
     pub functions: Functions,
     pub jwt: JwtCheck,
+    /// Static assets (`/static/...`) locally; a CDN in front of S3 in AWS.
+    pub web_dir: std::path::PathBuf,
     pub routes: &'static [Route],
     requests: AtomicU64,
 }
@@ -57,13 +61,46 @@ impl std::ops::Deref for App {
 }
 
 impl App {
-    pub fn new(functions: Functions, jwt: JwtCheck) -> Self {
-        Self { functions, jwt, routes: routes::ROUTES, requests: AtomicU64::new(0) }
+    pub fn new(functions: Functions, jwt: JwtCheck, web_dir: std::path::PathBuf) -> Self {
+        Self { functions, jwt, web_dir, routes: routes::ROUTES, requests: AtomicU64::new(0) }
+    }
+
+    /// Static files: `/static/<file>` from the web directory, `/p/<file>` from the publish
+    /// directory. Only plain file names, so no path can leave those directories.
+    async fn static_file(&self, path: &str) -> Option<Response<Full<Bytes>>> {
+        let (dir, name) = if let Some(name) = path.strip_prefix("/static/") {
+            (self.web_dir.join("static"), name)
+        } else if let Some(name) = path.strip_prefix("/p/") {
+            (self.admin.publish_dir.clone(), name)
+        } else {
+            return None;
+        };
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        let bytes = if plain { tokio::fs::read(dir.join(name)).await.ok() } else { None };
+        let Some(bytes) = bytes else { return Some(to_hyper(ApiError::RouteNotFound.into_response())) };
+        let content_type = match name.rsplit('.').next() {
+            Some("html") => "text/html; charset=utf-8",
+            Some("js" | "mjs") => "text/javascript; charset=utf-8",
+            Some("css") => "text/css; charset=utf-8",
+            Some("png") => "image/png",
+            Some("svg") => "image/svg+xml",
+            _ => "application/octet-stream",
+        };
+        let mut response = Response::new(Full::new(Bytes::from(bytes)));
+        response.headers_mut().insert("content-type", lambda_http::http::HeaderValue::from_static(content_type));
+        Some(response)
     }
 
     /// One HTTP request through the gateway and the function.
     pub async fn handle(&self, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
+        if parts.method == hyper::Method::GET {
+            if let Some(response) = self.static_file(parts.uri.path()).await {
+                return response;
+            }
+        }
         let (route, params) = match routes::find(self.routes, &parts.method, parts.uri.path()) {
             Matched::Route(route, params) => (route, params),
             Matched::WrongMethod => return to_hyper(ApiError::MethodNotAllowed.into_response()),
@@ -100,6 +137,7 @@ impl App {
             Function::StockQuery => stock_query::handler(&self.stock_query, request).await,
             Function::Buy => buy::handler(&self.buy, request).await,
             Function::Orders => orders::handler(&self.orders, request).await,
+            Function::Admin => admin::handler(&self.admin, request).await,
         };
         match result {
             Ok(response) => to_hyper(response),

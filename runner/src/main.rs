@@ -41,7 +41,8 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         Db::create_and_migrate(&settings.mysql.url).await?;
         tracing::info!("migrations applied");
     }
-    let app = Arc::new(App::new(settings.build().await?, jwt));
+    let web_dir = std::env::var("WEB_DIR").unwrap_or_else(|_| "web".into()).into();
+    let app = Arc::new(App::new(settings.build().await?, jwt, web_dir));
     if args.iter().any(|a| a == "--demo") {
         let (product_id, activity_id) = runner::demo::ensure(&app.stock_query).await?;
         tracing::info!(product_id, activity_id, "demo sale warmed");
@@ -51,7 +52,8 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         tracing::info!(queue = %source.queue_url, pollers = source.concurrency, "event source mapping");
         events::start(app.clone(), sqs.clone(), source);
     }
-    events::schedule_outbox_retry(app.clone(), settings.outbox_retry_every);
+    events::schedule(app.clone(), events::Scheduled::OutboxRetry, settings.outbox_retry_every);
+    events::schedule(app.clone(), events::Scheduled::Warmup, settings.outbox_retry_every);
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     tracing::info!(%listen, "local runner listening");
     runner::serve(listener, app).await;

@@ -7,6 +7,19 @@ pub enum Function {
     StockQuery,
     Buy,
     Orders,
+    Admin,
+}
+
+impl Function {
+    /// The function's logical id in template.yaml.
+    pub fn logical_id(self) -> &'static str {
+        match self {
+            Self::StockQuery => "StockQueryFunction",
+            Self::Buy => "BuyFunction",
+            Self::Orders => "OrdersFunction",
+            Self::Admin => "AdminFunction",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +45,14 @@ pub const ROUTES: &[Route] = &[
     Route { method: "POST", path: "/buy", function: Function::Buy, auth: Auth::User },
     Route { method: "GET", path: "/orders/{receipt}", function: Function::Orders, auth: Auth::User },
     Route { method: "POST", path: "/orders/{receipt}/pay", function: Function::Orders, auth: Auth::User },
+    Route { method: "POST", path: "/admin/products", function: Function::Admin, auth: Auth::Admin },
+    Route { method: "GET", path: "/admin/products", function: Function::Admin, auth: Auth::Admin },
+    Route { method: "POST", path: "/admin/activities", function: Function::Admin, auth: Auth::Admin },
+    Route { method: "GET", path: "/admin/activities", function: Function::Admin, auth: Auth::Admin },
+    Route { method: "POST", path: "/admin/activities/{id}/warmup", function: Function::Admin, auth: Auth::Admin },
+    Route { method: "POST", path: "/admin/activities/{id}/publish", function: Function::Admin, auth: Auth::Admin },
+    Route { method: "GET", path: "/admin/activities/{id}/reconcile", function: Function::Admin, auth: Auth::Admin },
+    Route { method: "GET", path: "/admin/orders", function: Function::Admin, auth: Auth::Admin },
 ];
 
 /// The outcome of matching a request against the table.

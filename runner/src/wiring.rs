@@ -26,8 +26,10 @@ pub struct Settings {
     pub poll_wait: Duration,
     /// Pollers per queue (the event source mapping's maximum concurrency).
     pub pollers: usize,
-    /// How often `outbox-retry` runs (template.yaml: rate(1 minute)).
+    /// How often `outbox-retry` and `warmup` run (template.yaml: rate(1 minute)).
     pub outbox_retry_every: Duration,
+    pub publish_dir: std::path::PathBuf,
+    pub warmup_horizon: Duration,
 }
 
 fn parsed<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {
@@ -52,6 +54,8 @@ impl Settings {
             poll_wait: Duration::from_secs(parsed("SQS_POLL_WAIT_SECS", 5)?),
             pollers: parsed("SQS_POLLERS", 2)?,
             outbox_retry_every: Duration::from_secs(parsed("OUTBOX_RETRY_EVERY_SECS", 60)?),
+            publish_dir: std::env::var("PUBLISH_DIR").unwrap_or_else(|_| "/tmp/flash-sale-pages".into()).into(),
+            warmup_horizon: Duration::from_secs(parsed("WARMUP_HORIZON_SECS", 3600)?),
         })
     }
 
@@ -87,13 +91,20 @@ impl Settings {
                 sale: sale.clone(),
             })?,
             outbox_retry: outbox_retry::build(&outbox_retry::Config {
-                redis,
-                mysql,
+                redis: redis.clone(),
+                mysql: mysql.clone(),
                 sqs: self.sqs.clone(),
-                sale,
+                sale: sale.clone(),
                 orders_queue_url: self.orders_queue_url.clone(),
             })
             .await?,
+            admin: admin::build(&admin::Config {
+                redis: redis.clone(),
+                mysql: mysql.clone(),
+                sale: sale.clone(),
+                publish_dir: self.publish_dir.clone(),
+            })?,
+            warmup: warmup::build(&warmup::Config { redis, mysql, sale, horizon: self.warmup_horizon })?,
         })
     }
 

@@ -46,6 +46,8 @@ pub enum ApiError {
     RateLimited { retry_after: Duration },
     #[error("no such order")]
     OrderNotFound,
+    #[error("no such activity")]
+    ActivityNotFound,
     #[error("the order is not written yet; retry in a moment")]
     OrderNotReady,
     #[error("the order was cancelled (unpaid in time, or the purchase failed)")]
@@ -61,7 +63,9 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::SaleNotStarted | Self::SaleEnded => StatusCode::FORBIDDEN,
-            Self::RouteNotFound | Self::ProductNotFound | Self::OrderNotFound => StatusCode::NOT_FOUND,
+            Self::RouteNotFound | Self::ProductNotFound | Self::OrderNotFound | Self::ActivityNotFound => {
+                StatusCode::NOT_FOUND
+            }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::SoldOut | Self::AlreadyBought | Self::OrderNotReady | Self::OrderCancelled => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -82,6 +86,7 @@ impl ApiError {
             Self::SoldOut => "sold_out",
             Self::AlreadyBought => "already_bought",
             Self::OrderNotFound => "order_not_found",
+            Self::ActivityNotFound => "activity_not_found",
             Self::OrderNotReady => "order_not_ready",
             Self::OrderCancelled => "order_cancelled",
             Self::RateLimited { .. } => "rate_limited",
@@ -110,6 +115,21 @@ impl From<SaleError> for ApiError {
             other => Self::Unavailable(Box::new(other)),
         }
     }
+}
+
+impl From<crate::admin::AdminError> for ApiError {
+    fn from(e: crate::admin::AdminError) -> Self {
+        match e {
+            crate::admin::AdminError::Invalid(msg) => Self::InvalidRequest(msg),
+            crate::admin::AdminError::NotFound => Self::ActivityNotFound,
+            crate::admin::AdminError::Sale(e) => e.into(),
+        }
+    }
+}
+
+/// A query-string parameter, if present.
+pub fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.query_string_parameters_ref().and_then(|q| q.first(name))
 }
 
 /// "outer: inner: innermost", for logs.

@@ -403,6 +403,170 @@ impl Db {
     }
 }
 
+/// One page of a list, in stable id order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub page: u32,
+    pub per: u32,
+    pub total: u64,
+}
+
+/// Order counts of one activity by status.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub pending_payment: i64,
+    pub paid: i64,
+    pub cancelled: i64,
+    pub failed: i64,
+}
+
+impl Db {
+    #[tracing::instrument(skip(self))]
+    pub async fn list_products(&self, page: u32, per: u32) -> Result<Page<Product>, sqlx::Error> {
+        self.count();
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(&self.pool).await?;
+        let rows = sqlx::query(
+            r#"SELECT id, name, description, price_cents, image_url FROM products ORDER BY id LIMIT ? OFFSET ?"#,
+        )
+        .bind(per)
+        .bind(u64::from(page - 1) * u64::from(per))
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                Ok(Product {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    description: r.try_get("description")?,
+                    price_cents: r.try_get("price_cents")?,
+                    image_url: r.try_get("image_url")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(Page { items, page, per, total: total.max(0) as u64 })
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn list_activities(&self, page: u32, per: u32) -> Result<Page<Activity>, sqlx::Error> {
+        self.count();
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM activities").fetch_one(&self.pool).await?;
+        let rows = sqlx::query(
+            r#"SELECT id, product_id, stock, starts_at, ends_at, rate_limit_per_sec, burst, per_user_per_min
+               FROM activities ORDER BY id LIMIT ? OFFSET ?"#,
+        )
+        .bind(per)
+        .bind(u64::from(page - 1) * u64::from(per))
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows.iter().map(activity_from_row).collect::<Result<_, _>>()?;
+        Ok(Page { items, page, per, total: total.max(0) as u64 })
+    }
+
+    /// Orders, optionally of one activity and one status, in id order.
+    #[tracing::instrument(skip(self))]
+    pub async fn list_orders(
+        &self,
+        activity_id: Option<u64>,
+        status: Option<OrderStatus>,
+        page: u32,
+        per: u32,
+    ) -> Result<Page<OrderRow>, sqlx::Error> {
+        self.count();
+        let status = status.map(|s| s.as_str());
+        let total: i64 = sqlx::query_scalar(
+            r#"SELECT COUNT(*) FROM orders WHERE (? IS NULL OR activity_id = ?) AND (? IS NULL OR status = ?)"#,
+        )
+        .bind(activity_id)
+        .bind(activity_id)
+        .bind(status)
+        .bind(status)
+        .fetch_one(&self.pool)
+        .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE (? IS NULL OR activity_id = ?) AND (? IS NULL OR status = ?) \
+             ORDER BY id LIMIT ? OFFSET ?"
+        )))
+        .bind(activity_id)
+        .bind(activity_id)
+        .bind(status)
+        .bind(status)
+        .bind(per)
+        .bind(u64::from(page - 1) * u64::from(per))
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows.iter().map(order_from_row).collect::<Result<_, _>>()?;
+        Ok(Page { items, page, per, total: total.max(0) as u64 })
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn status_counts(&self, activity_id: u64) -> Result<StatusCounts, sqlx::Error> {
+        self.count();
+        let rows =
+            sqlx::query(r#"SELECT CAST(status AS CHAR), COUNT(*) FROM orders WHERE activity_id = ? GROUP BY status"#)
+                .bind(activity_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut counts = StatusCounts::default();
+        for r in &rows {
+            let n: i64 = r.try_get(1)?;
+            match r.try_get::<String, _>(0)?.parse() {
+                Ok(OrderStatus::PendingPayment) => counts.pending_payment = n,
+                Ok(OrderStatus::Paid) => counts.paid = n,
+                Ok(OrderStatus::Cancelled) => counts.cancelled = n,
+                Ok(OrderStatus::Failed) => counts.failed = n,
+                Err(()) => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Which of these receipts have an order row.
+    #[tracing::instrument(skip(self, receipts), fields(n = receipts.len()))]
+    pub async fn existing_receipts(&self, receipts: &[String]) -> Result<Vec<String>, sqlx::Error> {
+        if receipts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.count();
+        let mut q = sqlx::QueryBuilder::new("SELECT receipt FROM orders WHERE receipt IN (");
+        let mut list = q.separated(", ");
+        for r in receipts {
+            list.push_bind(r);
+        }
+        q.push(")");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
+    }
+
+    /// Activities to warm: starting within `horizon` and not ended.
+    #[tracing::instrument(skip(self))]
+    pub async fn activities_to_warm(
+        &self,
+        now: DateTime<Utc>,
+        horizon: std::time::Duration,
+    ) -> Result<Vec<Activity>, sqlx::Error> {
+        self.count();
+        let until = now + chrono::Duration::from_std(horizon).unwrap_or(chrono::Duration::hours(1));
+        let rows = sqlx::query(
+            r#"SELECT id, product_id, stock, starts_at, ends_at, rate_limit_per_sec, burst, per_user_per_min
+               FROM activities WHERE starts_at <= ? AND ends_at > ? ORDER BY starts_at"#,
+        )
+        .bind(until)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(activity_from_row).collect()
+    }
+
+    /// Every product id, for refilling a lost bloom filter.
+    #[tracing::instrument(skip(self))]
+    pub async fn product_ids(&self) -> Result<Vec<u64>, sqlx::Error> {
+        self.count();
+        sqlx::query_scalar("SELECT id FROM products ORDER BY id").fetch_all(&self.pool).await
+    }
+}
+
 fn activity_from_row(r: &sqlx::mysql::MySqlRow) -> Result<Activity, sqlx::Error> {
     Ok(Activity {
         id: r.try_get("id")?,

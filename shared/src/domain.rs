@@ -48,6 +48,17 @@ pub enum OrderStatus {
     Failed,
 }
 
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PendingPayment => "pending_payment",
+            Self::Paid => "paid",
+            Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 impl std::str::FromStr for OrderStatus {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {

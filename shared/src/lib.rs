@@ -12,6 +12,7 @@
 //! - [`limiter`]: the per-instance token bucket.
 //! - [`sale`]: the logic: buy, stock view, warm-up, cache-miss rebuild.
 
+pub mod admin;
 pub mod api;
 pub mod bloom;
 pub mod config;

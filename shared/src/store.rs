@@ -289,4 +289,42 @@ impl RedisStore {
         let raw: Option<String> = self.conn().hget(self.keys.outbox(product_id), receipt).await?;
         Ok(raw.and_then(|m| serde_json::from_str(&m).ok()))
     }
+
+    /// Sets the bits of many products (a lost bloom filter refilled from MySQL).
+    pub async fn bloom_add_many(&self, product_ids: &[u64]) -> Result<(), StoreError> {
+        for chunk in product_ids.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                let cmd = pipe.cmd("BITFIELD").arg(self.keys.bloom());
+                for p in bloom::positions(*id) {
+                    cmd.arg("SET").arg("u1").arg(p).arg(1);
+                }
+                cmd.ignore();
+            }
+            let _: () = pipe.query_async(&mut self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn bloom_exists(&self) -> Result<bool, StoreError> {
+        Ok(self.conn().exists(self.keys.bloom()).await?)
+    }
+
+    /// (the live activity id, its stock) and the outbox's messages, read atomically.
+    pub async fn sale_and_outbox(
+        &self,
+        product_id: u64,
+    ) -> Result<(Option<(u64, i64)>, Vec<OrderMessage>), StoreError> {
+        let k = &self.keys;
+        let ((activity, stock), raw): ((Option<u64>, Option<i64>), Vec<String>) = redis::pipe()
+            .atomic()
+            .cmd("HMGET")
+            .arg(k.sale(product_id))
+            .arg(&["activity_id", "stock"])
+            .hvals(k.outbox(product_id))
+            .query_async(&mut self.conn())
+            .await?;
+        let outbox = raw.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();
+        Ok((activity.zip(stock), outbox))
+    }
 }

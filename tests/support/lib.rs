@@ -136,9 +136,12 @@ impl TestEnv {
             poll_wait: Duration::from_secs(1),
             pollers: 2,
             outbox_retry_every: Duration::from_secs(1),
+            publish_dir: std::env::temp_dir().join(format!("flash-pages-{id}")),
+            warmup_horizon: Duration::from_secs(3600),
         };
         let functions = settings.build().await.expect("functions");
-        let app = Arc::new(App::new(functions, JwtCheck::hs256(SECRET.as_bytes())));
+        let web_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
+        let app = Arc::new(App::new(functions, JwtCheck::hs256(SECRET.as_bytes()), web_dir));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let server = tokio::spawn(runner::serve(listener, app.clone()));
@@ -455,5 +458,36 @@ impl TestEnv {
     pub async fn order(&self, user: &str, receipt: &str) -> Reply {
         let token = self.token(user);
         self.request(reqwest::Method::GET, &format!("/orders/{receipt}"), Some(&token), None).await
+    }
+}
+
+impl TestEnv {
+    pub fn admin_token(&self) -> String {
+        runner::auth::mint(SECRET.as_bytes(), "ops-1", Some("admin"), Duration::from_secs(3600)).expect("mint")
+    }
+
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Reply {
+        let token = self.admin_token();
+        self.request(method, path, Some(&token), body.map(|b| b.to_string())).await
+    }
+
+    /// Consumes everything in the orders queue through the consumer handler.
+    pub async fn consume_orders(&self) {
+        let messages = self.take_all(&self.orders_queue_url).await;
+        for batch in messages.chunks(10) {
+            let response = order_consumer::handler(&self.app.order_consumer, sqs_event(batch)).await.expect("consumer");
+            assert!(response.batch_item_failures.is_empty(), "{response:?}");
+        }
+    }
+
+    /// Deletes every Redis key of this test: what FLUSHALL does to a sale, without touching
+    /// the other tests running against the same server.
+    pub async fn flush_redis(&self) {
+        let mut c = self.redis();
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query_async(&mut c).await.expect("KEYS");
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL").arg(keys).query_async(&mut c).await.expect("DEL");
+        }
     }
 }

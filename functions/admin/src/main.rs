@@ -1,0 +1,12 @@
+//! Lambda bootstrap for `admin` (HTTP, scope `admin`).
+
+use lambda_http::{Error, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = admin::Config::from_env()?;
+    let state = admin::build(&config)?;
+    let state = &state;
+    run(service_fn(move |req| async move { admin::handler(state, req).await })).await
+}

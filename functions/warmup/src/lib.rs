@@ -1,0 +1,48 @@
+//! `warmup` (EventBridge schedule, every minute): loads activities that start within the
+//! horizon into Redis (stock derived from MySQL and the outbox, window, limits, bloom bits).
+//! A live sale keeps its stock, so a run mid-sale hands out nothing twice.
+
+use lambda_runtime::{Error, LambdaEvent};
+use shared::{
+    admin::WarmReport,
+    config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig},
+    sale::{self, Sale},
+};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub redis: RedisConfig,
+    pub mysql: MysqlConfig,
+    pub sale: SaleConfig,
+    pub horizon: std::time::Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secs = match std::env::var("WARMUP_HORIZON_SECS") {
+            Ok(v) => v
+                .parse()
+                .map_err(|_| ConfigError::Malformed { name: "WARMUP_HORIZON_SECS", reason: format!("{v:?}") })?,
+            Err(_) => 3600,
+        };
+        Ok(Self {
+            redis: RedisConfig::from_env()?,
+            mysql: MysqlConfig::from_env()?,
+            sale: SaleConfig::from_env()?,
+            horizon: std::time::Duration::from_secs(secs),
+        })
+    }
+}
+
+pub struct Warmup {
+    pub sale: Sale,
+    pub horizon: std::time::Duration,
+}
+
+pub fn build(cfg: &Config) -> Result<Warmup, Error> {
+    Ok(Warmup { sale: sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)?, horizon: cfg.horizon })
+}
+
+pub async fn handler(w: &Warmup, _event: LambdaEvent<serde_json::Value>) -> Result<WarmReport, Error> {
+    Ok(Box::pin(w.sale.warm_upcoming(w.horizon)).await?)
+}

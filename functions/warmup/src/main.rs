@@ -1,0 +1,12 @@
+//! Lambda bootstrap for `warmup`.
+
+use lambda_runtime::{Error, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = warmup::Config::from_env()?;
+    let state = warmup::build(&config)?;
+    let state = &state;
+    run(service_fn(move |event| async move { warmup::handler(state, event).await })).await
+}

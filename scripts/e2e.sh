@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Browser end-to-end test of the published sale page (e2e/sale.e2e.mjs) in headless Chromium.
+#
+# Assumes target/debug/flash-local is already built (`cargo build -p runner --bin flash-local`):
+# this script does not build it, so it can run beside (or after) another build.
+#
+# Starts Redis, MariaDB and LocalStack if needed (scripts/services.sh), then a runner of its own
+# with its own database (flash_e2e, dropped first so every run is fresh), Redis key prefix, queues,
+# port and publish directory, runs the test against it and always stops it.
+# Environment: CHROMIUM (default /usr/bin/chromium), E2E_LOG (runner log, default a temp file),
+# E2E_LISTEN_ADDR (default 127.0.0.1:3907).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+bin=$root/target/debug/flash-local
+if [[ ! -x $bin ]]; then
+  echo "$bin is missing: build it first (cargo build -p runner --bin flash-local)" >&2
+  exit 1
+fi
+
+chromium_bin=${CHROMIUM:-/usr/bin/chromium}
+if [[ ! -x $chromium_bin ]]; then
+  echo "installing Debian's chromium"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+if [[ ! -d e2e/node_modules/playwright-core ]]; then
+  echo "installing the e2e test's npm packages (npm ci)"
+  (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+source scripts/services.sh
+
+# The runner's own settings (they override the defaults services.sh exported).
+export DATABASE_URL=mysql://root@127.0.0.1:3306/flash_e2e
+export REDIS_KEY_PREFIX=e2e$RANDOM
+export LISTEN_ADDR=${E2E_LISTEN_ADDR:-127.0.0.1:3907}
+export PAYMENT_WINDOW_SECS=60
+export WEB_DIR=$root/web
+export LOG_FORMAT=${LOG_FORMAT:-text}
+sqs=http://127.0.0.1:4566
+export ORDERS_QUEUE_URL=$sqs/000000000000/e2e-orders
+export PAYMENT_TIMEOUTS_QUEUE_URL=$sqs/000000000000/e2e-payment-timeouts
+
+mysql -h 127.0.0.1 -P 3306 -u root -e 'DROP DATABASE IF EXISTS flash_e2e'
+localstack/queues.sh "$sqs" e2e-orders e2e-payment-timeouts
+
+# A run that died may have left messages that name orders of its (now dropped) database.
+# SQS allows one purge per queue a minute, so a quick re-run may be refused: only warn then.
+purge() { # purge QUEUE_URL
+  curl -fsS --max-time 10 "$sqs/" \
+    -H "Content-Type: application/x-amz-json-1.0" \
+    -H "X-Amz-Target: AmazonSQS.PurgeQueue" \
+    -H "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0" \
+    -d "{\"QueueUrl\":\"$1\"}" >/dev/null 2>&1 || echo "note: could not purge $1 (purged less than a minute ago?)"
+}
+for q in "$ORDERS_QUEUE_URL" "$PAYMENT_TIMEOUTS_QUEUE_URL" "$ORDERS_QUEUE_URL-dlq" "$PAYMENT_TIMEOUTS_QUEUE_URL-dlq"; do
+  purge "$q"
+done
+
+PUBLISH_DIR=$(mktemp -d)
+export PUBLISH_DIR
+log=${E2E_LOG:-$(mktemp --suffix=.log)}
+runner_pid=
+
+cleanup() {
+  local status=$?
+  if [[ -n $runner_pid ]] && kill -0 "$runner_pid" 2>/dev/null; then
+    kill "$runner_pid" 2>/dev/null || true
+    wait "$runner_pid" 2>/dev/null || true
+  fi
+  rm -rf "$PUBLISH_DIR"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "starting the runner on $LISTEN_ADDR (log: $log)"
+"$bin" serve --migrate >"$log" 2>&1 &
+runner_pid=$!
+
+base_url=http://$LISTEN_ADDR
+for _ in $(seq 1 120); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$base_url/products/1/stock" || true)
+  [[ $code != 000 ]] && break
+  if ! kill -0 "$runner_pid" 2>/dev/null; then
+    echo "the runner exited; the end of its log:" >&2
+    tail -n 40 "$log" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+if [[ $code == 000 ]]; then
+  echo "the runner did not answer on $base_url within 60 s; the end of its log:" >&2
+  tail -n 40 "$log" >&2
+  exit 1
+fi
+
+admin_token=$("$bin" token e2e-admin admin)
+alice_token=$("$bin" token e2e-alice)
+bob_token=$("$bin" token e2e-bob)
+
+# The file is named, not the directory: node 20's `node --test DIR` only picks files named like
+# *.test.mjs, and would pass having run nothing.
+set +e
+BASE_URL=$base_url ADMIN_TOKEN=$admin_token USER_TOKEN=$alice_token USER2_TOKEN=$bob_token \
+  CHROMIUM=$chromium_bin node --test e2e/sale.e2e.mjs
+status=$?
+set -e
+if [[ $status != 0 ]]; then
+  echo "the e2e test failed; the end of the runner's log ($log):" >&2
+  tail -n 40 "$log" >&2
+else
+  echo "screenshots: e2e/screenshots/"
+fi
+exit "$status"

@@ -1,0 +1,354 @@
+// The sale page in the browser: countdown, live stock, buying with client-side throttling,
+// following the order and paying. Plain JavaScript with no build step; it talks only to the
+// origin that served the page (the API routes of DESIGN.md "HTTP API").
+'use strict';
+
+(() => {
+  const STOCK_EVERY_MS = 2000;
+  const ORDER_EVERY_MS = 1000;
+  // The server rate-limits too; this only spares it the clicks of an impatient thumb.
+  const BUY_COOLDOWN_MS = 2000;
+  const TOKEN_KEY = 'flash.token';
+  const STATE_WORDS = { upcoming: 'Upcoming', open: 'Open', ended: 'Ended' };
+  const ORDER_WORDS = {
+    processing: 'Processing…',
+    pending_payment: 'Pending payment',
+    paid: 'Paid',
+    cancelled: 'Cancelled',
+    failed: 'Failed',
+  };
+
+  const $ = (id) => document.getElementById(id);
+  const root = $('sale');
+  const productId = Number(root.dataset.productId);
+
+  const sale = {
+    state: null, // 'upcoming' | 'open' | 'ended' as the server last said; null before its first answer
+    stock: null,
+    unlimited: false,
+    stockError: null,
+    startsAt: Date.parse(root.dataset.startsAt),
+    endsAt: Date.parse(root.dataset.endsAt),
+    token: null,
+    buying: false, // a POST /buy is in flight
+    coolUntil: 0, // no new buy before this time (ms since the epoch)
+    receipt: null,
+  };
+
+  // ---- formatting ----
+
+  const pad = (n) => String(n).padStart(2, '0');
+
+  function hms(ms) {
+    const total = Math.max(0, Math.ceil(ms / 1000));
+    const days = Math.floor(total / 86400);
+    const clock = `${pad(Math.floor((total % 86400) / 3600))}:${pad(Math.floor((total % 3600) / 60))}:${pad(total % 60)}`;
+    return days ? `${days}d ${clock}` : clock;
+  }
+
+  const when = (ms) => new Date(ms).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
+  function say(text) {
+    $('outcome').textContent = text;
+  }
+
+  function errorOf(res, body) {
+    const err = body && body.error;
+    return {
+      code: (err && err.code) || '',
+      message: (err && err.message) || `Something went wrong (HTTP ${res.status}). Please try again.`,
+    };
+  }
+
+  async function readJson(res) {
+    try {
+      return await res.json();
+    } catch {
+      return null;
+    }
+  }
+
+  // ---- token ----
+
+  function store(fn) {
+    try {
+      return fn(window.localStorage);
+    } catch {
+      return null; // storage disabled: the token lives only as long as the page
+    }
+  }
+
+  function loadToken() {
+    const url = new URL(window.location.href);
+    const fromUrl = url.searchParams.get('token');
+    if (!fromUrl) return store((s) => s.getItem(TOKEN_KEY));
+    store((s) => s.setItem(TOKEN_KEY, fromUrl));
+    // Keep the token out of the address bar, the history and anything copied from it.
+    url.searchParams.delete('token');
+    try {
+      window.history.replaceState(null, '', url.pathname + url.search + url.hash);
+    } catch {
+      /* some origins (file://) refuse; harmless */
+    }
+    return fromUrl;
+  }
+
+  function setToken(token) {
+    sale.token = token || null;
+    store((s) => (token ? s.setItem(TOKEN_KEY, token) : s.removeItem(TOKEN_KEY)));
+    render();
+  }
+
+  const auth = () => ({ authorization: `Bearer ${sale.token}` });
+
+  // ---- rendering ----
+
+  function countdownText(now) {
+    if (sale.state === 'ended') return 'Sale ended';
+    if (sale.state === 'open') return `Ends in ${hms(sale.endsAt - now)}`;
+    if (!Number.isFinite(sale.startsAt)) return '';
+    if (now < sale.startsAt) return `Starts in ${hms(sale.startsAt - now)}`;
+    return 'Starting…'; // our clock says it started; the server has not said so yet
+  }
+
+  function stockText() {
+    if (sale.stock === null) return sale.stockError || 'Checking stock…';
+    if (sale.unlimited) return 'Unlimited';
+    if (sale.stock === 0) return 'Sold out';
+    return `${sale.stock} left`;
+  }
+
+  function render() {
+    const now = Date.now();
+    const soldOut = !sale.unlimited && sale.stock === 0;
+    root.dataset.state = sale.state || '';
+
+    const state = $('state');
+    state.dataset.state = sale.state || '';
+    state.textContent = STATE_WORDS[sale.state] || '…';
+    $('countdown').textContent = countdownText(now);
+    $('stock').textContent = stockText();
+    $('stock').classList.toggle('sold-out', soldOut);
+
+    const buy = $('buy');
+    buy.disabled = !(
+      sale.state === 'open' &&
+      sale.stock !== null &&
+      !soldOut &&
+      sale.token &&
+      !sale.buying &&
+      now >= sale.coolUntil &&
+      !sale.receipt
+    );
+    buy.textContent = sale.buying
+      ? 'Buying…'
+      : sale.receipt
+        ? 'Ordered'
+        : soldOut
+          ? 'Sold out'
+          : sale.state === 'ended'
+            ? 'Sale ended'
+            : sale.state === 'upcoming'
+              ? 'Not open yet'
+              : 'Buy now';
+
+    $('token-form').hidden = Boolean(sale.token);
+  }
+
+  // ---- stock ----
+
+  let stockBusy = false;
+  let stockAskedAt = 0;
+
+  async function refreshStock() {
+    if (stockBusy) return;
+    stockBusy = true;
+    stockAskedAt = Date.now();
+    try {
+      const res = await fetch(`/products/${productId}/stock`, { cache: 'no-store' });
+      const body = await readJson(res);
+      if (res.ok && body) {
+        sale.state = body.state;
+        sale.stock = body.stock;
+        sale.unlimited = Boolean(body.unlimited);
+        sale.stockError = null;
+        // The server's window wins over the one baked into the page (an admin may move it).
+        const starts = Date.parse(body.starts_at);
+        const ends = Date.parse(body.ends_at);
+        if (Number.isFinite(starts)) sale.startsAt = starts;
+        if (Number.isFinite(ends)) sale.endsAt = ends;
+      } else {
+        sale.stockError = errorOf(res, body).message;
+      }
+    } catch {
+      sale.stockError = 'Cannot reach the shop — retrying…';
+    } finally {
+      stockBusy = false;
+      render();
+    }
+  }
+
+  function tick() {
+    const now = Date.now();
+    // When our clock crosses a boundary, ask at once rather than waiting for the next poll.
+    const boundary =
+      (sale.state === 'upcoming' && now >= sale.startsAt) || (sale.state === 'open' && now >= sale.endsAt);
+    if (boundary && now - stockAskedAt >= 500) refreshStock();
+    render();
+  }
+
+  // ---- buying ----
+
+  async function buy() {
+    if (sale.buying || Date.now() < sale.coolUntil || !sale.token || sale.receipt) return;
+    sale.buying = true;
+    sale.coolUntil = Date.now() + BUY_COOLDOWN_MS;
+    say('Sending your order…');
+    render();
+    try {
+      const res = await fetch('/buy', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...auth() },
+        body: JSON.stringify({ product_id: productId }),
+      });
+      const body = await readJson(res);
+      if (res.status === 202 && body && body.receipt) {
+        sale.receipt = body.receipt;
+        say(`You're in! Receipt ${body.receipt}. Waiting for your order…`);
+        showOrder('processing');
+        pollOrder();
+      } else {
+        buyFailed(res, body);
+      }
+    } catch {
+      say('Could not reach the shop. Check your connection and try again.');
+    } finally {
+      sale.buying = false;
+      render();
+    }
+  }
+
+  function buyFailed(res, body) {
+    const { code, message } = errorOf(res, body);
+    switch (code) {
+      case 'sold_out':
+        sale.stock = 0;
+        sale.unlimited = false;
+        say('Sold out');
+        break;
+      case 'already_bought':
+        say('You already bought this');
+        break;
+      case 'rate_limited': {
+        const secs = Math.max(1, Math.ceil(Number(res.headers.get('retry-after')) || 1));
+        sale.coolUntil = Math.max(sale.coolUntil, Date.now() + secs * 1000);
+        say(`Too many tries — wait ${secs} s`);
+        break;
+      }
+      case 'sale_not_open':
+        say(sale.state === 'ended' ? 'The sale has ended' : 'The sale is not open yet');
+        refreshStock();
+        break;
+      case 'unauthenticated':
+        setToken(null);
+        say('Your token was not accepted. Paste a new one.');
+        break;
+      default:
+        say(message);
+    }
+  }
+
+  // ---- the order ----
+
+  function showOrder(status, payBy) {
+    $('order').hidden = false;
+    let text = ORDER_WORDS[status] || status;
+    const deadline = Date.parse(payBy);
+    if (status === 'pending_payment' && Number.isFinite(deadline)) {
+      text += ` — pay by ${new Date(deadline).toLocaleTimeString()}`;
+    }
+    const el = $('order-status');
+    el.textContent = text;
+    el.dataset.status = status;
+    $('pay').hidden = status !== 'pending_payment';
+  }
+
+  // Polls until the order leaves `processing`. A 404 or a failed request is retried: the order
+  // may not be readable yet, and the network may come back.
+  async function pollOrder() {
+    let status = null;
+    try {
+      const res = await fetch(`/orders/${encodeURIComponent(sale.receipt)}`, { cache: 'no-store', headers: auth() });
+      const body = await readJson(res);
+      if (res.ok && body && body.status) {
+        status = body.status;
+        showOrder(status, body.pay_by);
+        if (status !== 'processing') say(`You're in! Receipt ${sale.receipt}.`);
+      } else if (res.status === 401 || res.status === 403) {
+        say(errorOf(res, body).message);
+        return;
+      }
+    } catch {
+      /* retried below */
+    }
+    if (status === null || status === 'processing') setTimeout(pollOrder, ORDER_EVERY_MS);
+  }
+
+  async function pay() {
+    const button = $('pay');
+    if (button.disabled) return;
+    button.disabled = true;
+    try {
+      const res = await fetch(`/orders/${encodeURIComponent(sale.receipt)}/pay`, { method: 'POST', headers: auth() });
+      const body = await readJson(res);
+      if (res.ok) {
+        showOrder('paid');
+        return;
+      }
+      const { code, message } = errorOf(res, body);
+      if (code === 'order_cancelled') {
+        showOrder('cancelled');
+        say('Too late: the payment window closed and the order was cancelled.');
+      } else if (code === 'order_not_ready') {
+        say('Your order is not ready yet. Try again in a moment.');
+      } else {
+        say(message);
+      }
+    } catch {
+      say('Could not reach the shop. Check your connection and try again.');
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ---- start ----
+
+  function showImageFallback() {
+    root.querySelector('.media').classList.add('no-image');
+  }
+
+  const img = $('product-image');
+  img.addEventListener('error', showImageFallback);
+  if (img.getAttribute('src') && img.complete && img.naturalWidth === 0) showImageFallback();
+
+  if (Number.isFinite(sale.startsAt)) $('starts-at').textContent = when(sale.startsAt);
+  if (Number.isFinite(sale.endsAt)) $('ends-at').textContent = when(sale.endsAt);
+
+  $('buy').addEventListener('click', buy);
+  $('pay').addEventListener('click', pay);
+  $('token-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const value = $('token-input').value.trim();
+    if (value) {
+      $('token-input').value = '';
+      setToken(value);
+      say('');
+    }
+  });
+
+  sale.token = loadToken();
+  render();
+  refreshStock();
+  setInterval(refreshStock, STOCK_EVERY_MS);
+  setInterval(tick, 250);
+})();
