@@ -96,10 +96,10 @@ impl App {
     /// One HTTP request through the gateway and the function.
     pub async fn handle(&self, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
-        if parts.method == hyper::Method::GET {
-            if let Some(response) = self.static_file(parts.uri.path()).await {
-                return response;
-            }
+        if parts.method == hyper::Method::GET
+            && let Some(response) = self.static_file(parts.uri.path()).await
+        {
+            return response;
         }
         let (route, params) = match routes::find(self.routes, &parts.method, parts.uri.path()) {
             Matched::Route(route, params) => (route, params),
