@@ -2,6 +2,7 @@
 //!
 //!   flash-local serve [--migrate] [--demo]   serve every route on LISTEN_ADDR
 //!   flash-local token USER [admin]           print a token the runner accepts (24 h)
+//!   flash-local wiring                       print routes, functions, queues, schedules (JSON)
 //!
 //! Reads the same environment variables as the Lambda functions (see README), plus
 //! LISTEN_ADDR (default 127.0.0.1:3000) and LOCAL_JWT_SECRET.
@@ -26,6 +27,12 @@ async fn main() -> Result<(), BoxError> {
             let user = args.get(1).ok_or("usage: flash-local token USER [admin]")?;
             let scope = args.get(2).map(String::as_str);
             println!("{}", runner::auth::mint(secret()?.as_bytes(), user, scope, Duration::from_secs(86_400))?);
+            Ok(())
+        }
+        Some("wiring") => {
+            // The schedules' rate as configured (60 s unless OUTBOX_RETRY_EVERY_SECS says otherwise).
+            let every = std::env::var("OUTBOX_RETRY_EVERY_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+            println!("{}", serde_json::to_string_pretty(&runner::wiring::manifest(Duration::from_secs(every)))?);
             Ok(())
         }
         Some("serve") | None => serve(&args).await,

@@ -12,6 +12,9 @@ use crate::{
     events::{Consumer, EventSource},
 };
 
+/// Records per invocation of an SQS-triggered function (template.yaml: BatchSize).
+pub const BATCH_SIZE: i32 = 10;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub redis: RedisConfig,
@@ -113,7 +116,7 @@ impl Settings {
         let source = |consumer, queue_url: &String| EventSource {
             consumer,
             queue_url: queue_url.clone(),
-            batch_size: 10,
+            batch_size: BATCH_SIZE,
             wait: self.poll_wait,
             concurrency: self.pollers,
             visibility_timeout: self.visibility_timeout,
@@ -123,4 +126,81 @@ impl Settings {
             source(Consumer::PaymentTimeout, &self.payment_timeouts_queue_url),
         ]
     }
+}
+
+/// Environment variables every function gets (template.yaml: Globals.Function.Environment).
+pub const COMMON_ENV: &[&str] = &[
+    "REDIS_URL",
+    "REDIS_KEY_PREFIX",
+    "DATABASE_URL",
+    "PAYMENT_WINDOW_SECS",
+    "OUTBOX_RETRY_AFTER_SECS",
+    "OUTBOX_BACKOFF_SECS",
+    "OUTBOX_MAX_ATTEMPTS",
+    "RUST_LOG",
+];
+
+/// Each function: its logical id in template.yaml, its binary, and the environment variables
+/// it reads beyond [`COMMON_ENV`].
+pub const FUNCTIONS: &[(&str, &str, &[&str])] = &[
+    ("StockQueryFunction", "stock-query", &[]),
+    ("BuyFunction", "buy", &["ORDERS_QUEUE_URL"]),
+    ("OrdersFunction", "orders", &[]),
+    ("AdminFunction", "admin", &[]),
+    ("OrderConsumerFunction", "order-consumer", &["PAYMENT_TIMEOUTS_QUEUE_URL"]),
+    ("PaymentTimeoutFunction", "payment-timeout", &[]),
+    ("OutboxRetryFunction", "outbox-retry", &["ORDERS_QUEUE_URL"]),
+    ("WarmupFunction", "warmup", &[]),
+];
+
+fn rate(every: Duration) -> String {
+    match every.as_secs() {
+        60 => "rate(1 minute)".into(),
+        s if s % 60 == 0 => format!("rate({} minutes)", s / 60),
+        s => format!("rate({s} seconds)"),
+    }
+}
+
+/// The runner's wiring as `deploy/check_wiring.py` compares it with template.yaml:
+/// `flash-local wiring | python3 deploy/check_wiring.py`.
+pub fn manifest(settings_every: Duration) -> serde_json::Value {
+    use crate::routes::{Auth, ROUTES};
+    let routes: Vec<_> = ROUTES
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "method": r.method,
+                "path": r.path,
+                "function": r.function.logical_id(),
+                "auth": match r.auth { Auth::None => "none", Auth::User => "user", Auth::Admin => "admin" },
+            })
+        })
+        .collect();
+    let functions: serde_json::Map<String, serde_json::Value> = FUNCTIONS
+        .iter()
+        .map(|(id, binary, own)| {
+            let env: Vec<&str> = COMMON_ENV.iter().chain(own.iter()).copied().collect();
+            ((*id).to_owned(), serde_json::json!({"binary": binary, "env": env}))
+        })
+        .collect();
+    let queue_of = |c: Consumer| match c {
+        Consumer::OrderConsumer => ("OrderConsumerFunction", "OrdersQueue"),
+        Consumer::PaymentTimeout => ("PaymentTimeoutFunction", "PaymentTimeoutsQueue"),
+    };
+    let sources: Vec<_> = [Consumer::OrderConsumer, Consumer::PaymentTimeout]
+        .into_iter()
+        .map(|c| {
+            let (function, queue) = queue_of(c);
+            serde_json::json!({"function": function, "queue": queue, "batch_size": BATCH_SIZE})
+        })
+        .collect();
+    serde_json::json!({
+        "routes": routes,
+        "functions": functions,
+        "event_sources": sources,
+        "schedules": [
+            {"function": "OutboxRetryFunction", "schedule": rate(settings_every)},
+            {"function": "WarmupFunction", "schedule": rate(settings_every)},
+        ],
+    })
 }

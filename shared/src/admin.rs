@@ -249,21 +249,40 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// Renders the static product page from its template: the page is published once per
 /// activity and served by any static host; only stock and the purchase call the backend.
+/// One pass over the template, so a value that contains `{{...}}` is never expanded again.
 pub fn render_page(template: &str, p: &Product, a: &Activity) -> String {
-    let price = format!("{}.{:02}", p.price_cents / 100, p.price_cents % 100);
-    [
-        ("{{product_id}}", p.id.to_string()),
-        ("{{activity_id}}", a.id.to_string()),
-        ("{{name}}", p.name.clone()),
-        ("{{description}}", p.description.clone()),
-        ("{{price}}", price),
-        ("{{price_cents}}", p.price_cents.to_string()),
-        ("{{image_url}}", p.image_url.clone()),
-        ("{{starts_at}}", rfc3339(a.starts_at)),
-        ("{{ends_at}}", rfc3339(a.ends_at)),
-    ]
-    .iter()
-    .fold(template.to_owned(), |page, (placeholder, value)| page.replace(placeholder, &escape_html(value)))
+    let value = |name: &str| -> Option<String> {
+        Some(match name {
+            "product_id" => p.id.to_string(),
+            "activity_id" => a.id.to_string(),
+            "name" => p.name.clone(),
+            "description" => p.description.clone(),
+            "price" => format!("{}.{:02}", p.price_cents / 100, p.price_cents % 100),
+            "price_cents" => p.price_cents.to_string(),
+            "image_url" => p.image_url.clone(),
+            "starts_at" => rfc3339(a.starts_at),
+            "ends_at" => rfc3339(a.ends_at),
+            _ => return None,
+        })
+    };
+    let mut out = String::with_capacity(template.len() + 512);
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        match after.find("}}").and_then(|close| value(&after[..close]).map(|v| (close, v))) {
+            Some((close, v)) => {
+                out.push_str(&escape_html(&v));
+                rest = &after[close + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -285,7 +304,7 @@ mod tests {
     fn the_page_escapes_what_an_admin_typed() {
         let p = Product {
             id: 7,
-            name: "<b>Phone</b>".into(),
+            name: "<b>Phone</b> {{price}}".into(),
             description: "\"best\" & cheap".into(),
             price_cents: 1999,
             image_url: String::new(),
@@ -307,7 +326,7 @@ mod tests {
         );
         assert_eq!(
             html,
-            "<h1>&lt;b&gt;Phone&lt;/b&gt;</h1><p>&quot;best&quot; &amp; cheap</p><i>19.99</i><main data-id=\"7\" data-s=\"2027-01-15T08:00:00Z\">"
+            "<h1>&lt;b&gt;Phone&lt;/b&gt; {{price}}</h1><p>&quot;best&quot; &amp; cheap</p><i>19.99</i><main data-id=\"7\" data-s=\"2027-01-15T08:00:00Z\">"
         );
     }
 }

@@ -129,6 +129,7 @@
     $('countdown').textContent = countdownText(now);
     $('stock').textContent = stockText();
     $('stock').classList.toggle('sold-out', soldOut);
+    $('stock').classList.toggle('stale', sale.stock === null);
 
     const buy = $('buy');
     buy.disabled = !(

@@ -1,0 +1,484 @@
+//! `bench`: a flash sale under load, driven over HTTP against the local runner (release build,
+//! started as a separate process), each figure printed beside a ceiling measured in the same
+//! run on the same machine.
+//!
+//!   cargo build --release -p runner -p bench
+//!   target/release/bench [--users 100000] [--units 1000] [--connections 256] [--json FILE]
+//!
+//! Ceilings: `redis-benchmark` running `buy.lua` by EVALSHA (the buy path's one Redis call),
+//! LocalStack's raw SendMessageBatch and ReceiveMessage+DeleteMessageBatch rates (the drain),
+//! MariaDB's multi-row insert rate. The end state is checked and the process exits non-zero
+//! if a unit was oversold, an order is missing, or a user got two.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use chrono::Utc;
+use serde_json::{Value, json};
+use sqlx::Row;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const SECRET: &str = "bench-secret";
+const MYSQL: &str = "mysql://root@127.0.0.1:3306";
+const SQS: &str = "http://127.0.0.1:4566";
+
+struct Args {
+    users: usize,
+    units: i64,
+    connections: usize,
+    json: PathBuf,
+    runner: PathBuf,
+    port: u16,
+}
+
+fn args() -> Result<Args, BoxError> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut a = Args {
+        users: 100_000,
+        units: 1_000,
+        connections: 256,
+        json: root.join("target/bench/latest.json"),
+        runner: root.join("target/release/flash-local"),
+        port: 3917,
+    };
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = raw.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--users" => a.users = value.parse()?,
+            "--units" => a.units = value.parse()?,
+            "--connections" => a.connections = value.parse()?,
+            "--json" => a.json = value.into(),
+            "--runner" => a.runner = value.into(),
+            "--port" => a.port = value.parse()?,
+            other => return Err(format!("unknown flag {other}").into()),
+        }
+    }
+    Ok(a)
+}
+
+fn sqs_config() -> shared::config::SqsConfig {
+    shared::config::SqsConfig {
+        endpoint_url: Some(SQS.into()),
+        region: "us-east-1".into(),
+        static_credentials: Some(("test".into(), "test".into())),
+        operation_timeout: Duration::from_secs(10),
+    }
+}
+
+async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, BoxError> {
+    sqs.create_queue().queue_name(name).send().await?;
+    Ok(format!("{SQS}/000000000000/{name}"))
+}
+
+// ---------------- ceilings ----------------
+
+/// `redis-benchmark` calling buy.lua by EVALSHA with random users on a sale with stock to
+/// spare: every call takes the full path (limit, window, dedupe, decrement, outbox).
+async fn redis_ceiling(run: &str) -> Result<f64, BoxError> {
+    let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    let mut c = client.get_multiplexed_async_connection().await?;
+    let sha: String =
+        redis::cmd("SCRIPT").arg("LOAD").arg(include_str!("../../lua/buy.lua")).query_async(&mut c).await?;
+    let keys = shared::keys::Keys::new(format!("ceil{run}"));
+    let now = Utc::now().timestamp_millis();
+    let _: () = redis::cmd("HSET")
+        .arg(keys.sale(1))
+        .arg(&["activity_id", "1", "stock", "1000000000", "per_user_per_min", "1000000", "rate", "0", "burst", "0"])
+        .arg("starts_at")
+        .arg(now - 1000)
+        .arg("ends_at")
+        .arg(now + 3_600_000)
+        .query_async(&mut c)
+        .await?;
+    let out = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", "6379", "-n", "200000", "-c", "256", "-r", "100000000", "-q", "EVALSHA", &sha, "5"])
+        .args([keys.sale(1), keys.buyers(1), keys.outbox(1), keys.outbox_due(1), keys.user_limit(1, "__rand_int__")])
+        .args(["u__rand_int__", "1", "30000"])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let rate = text
+        .split("requests per second")
+        .next()
+        .and_then(|head| head.rsplit(|c: char| c == ' ' || c == ':').find(|s| !s.is_empty()))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .ok_or_else(|| format!("could not read redis-benchmark output: {text}"))?;
+    let mut scan: Vec<String> = redis::cmd("KEYS").arg(format!("ceil{run}:*")).query_async(&mut c).await?;
+    scan.sort();
+    for chunk in scan.chunks(1000) {
+        let _: () = redis::cmd("UNLINK").arg(chunk).query_async(&mut c).await?;
+    }
+    Ok(rate)
+}
+
+/// LocalStack's raw rates: SendMessageBatch of 10, then ReceiveMessage(10) +
+/// DeleteMessageBatch, 8 at a time each.
+async fn sqs_ceiling(sqs: &aws_sdk_sqs::Client, run: &str) -> Result<(f64, f64), BoxError> {
+    const N: usize = 4000;
+    let url = create_queue(sqs, &format!("bench-{run}-ceiling")).await?;
+    let started = Instant::now();
+    let batches = N / 10;
+    let next = AtomicUsize::new(0);
+    let senders = (0..8).map(|_| async {
+        while next.fetch_add(1, Ordering::Relaxed) < batches {
+            let mut req = sqs.send_message_batch().queue_url(&url);
+            for i in 0..10 {
+                req = req.entries(SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body("x".repeat(150)).build()?);
+            }
+            req.send().await?;
+        }
+        Ok::<_, BoxError>(())
+    });
+    for r in futures::future::join_all(senders).await {
+        r?;
+    }
+    let send_rate = N as f64 / started.elapsed().as_secs_f64();
+
+    let received = AtomicUsize::new(0);
+    let started = Instant::now();
+    let receivers = (0..8).map(|_| async {
+        while received.load(Ordering::Relaxed) < N {
+            let got = sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await?;
+            let entries: Vec<_> = got
+                .messages()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| {
+                    DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(m.receipt_handle()?).build().ok()
+                })
+                .collect();
+            if entries.is_empty() {
+                continue;
+            }
+            received.fetch_add(entries.len(), Ordering::Relaxed);
+            sqs.delete_message_batch().queue_url(&url).set_entries(Some(entries)).send().await?;
+        }
+        Ok::<_, BoxError>(())
+    });
+    for r in futures::future::join_all(receivers).await {
+        r?;
+    }
+    let drain_rate = received.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    sqs.delete_queue().queue_url(&url).send().await?;
+    Ok((send_rate, drain_rate))
+}
+
+/// MariaDB: 50,000 order-shaped rows, 1,000 per INSERT, one connection.
+async fn mysql_ceiling(pool: &sqlx::MySqlPool) -> Result<f64, BoxError> {
+    sqlx::query("DROP TABLE IF EXISTS ceiling_rows").execute(pool).await?;
+    sqlx::query("CREATE TABLE ceiling_rows LIKE orders").execute(pool).await?;
+    let now = Utc::now();
+    let started = Instant::now();
+    for batch in 0..50 {
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO ceiling_rows (receipt, activity_id, product_id, user_id, price_cents, created_at, pay_by) ",
+        );
+        q.push_values(0..1000, |mut b, i| {
+            let n = batch * 1000 + i;
+            b.push_bind(format!("1-1-user{n}-{n}"))
+                .push_bind(1u64)
+                .push_bind(1u64)
+                .push_bind(format!("user{n}"))
+                .push_bind(100i64)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        q.build().execute(pool).await?;
+    }
+    let rate = 50_000.0 / started.elapsed().as_secs_f64();
+    sqlx::query("DROP TABLE ceiling_rows").execute(pool).await?;
+    Ok(rate)
+}
+
+// ---------------- the sale ----------------
+
+struct Runner(Child);
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    buy_latency_us: Vec<u32>,
+    stock_latency_us: Vec<u32>,
+    codes: BTreeMap<String, u64>,
+    first_accept: Option<chrono::DateTime<Utc>>,
+    accepted_users: Vec<usize>,
+}
+
+fn error_code(body: &str) -> String {
+    body.split("\"code\":\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("unparsed").to_owned()
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let a = args()?;
+    let run = Utc::now().format("%H%M%S").to_string();
+    println!("flash-sale benchmark: {} users, {} units, {} connections (run {run})", a.users, a.units, a.connections);
+
+    let database_url = format!("{MYSQL}/flash_bench");
+    {
+        let server = sqlx::MySqlPool::connect(MYSQL).await?;
+        sqlx::query("DROP DATABASE IF EXISTS flash_bench").execute(&server).await?;
+    }
+    shared::db::Db::create_and_migrate(&database_url).await?;
+    let pool = sqlx::mysql::MySqlPoolOptions::new().max_connections(2).connect(&database_url).await?;
+    let sqs = shared::queue::client(&sqs_config()).await;
+
+    println!("measuring ceilings ...");
+    let evalsha = redis_ceiling(&run).await?;
+    let (sqs_send, sqs_drain) = sqs_ceiling(&sqs, &run).await?;
+    let mysql_rows = mysql_ceiling(&pool).await?;
+
+    let orders_url = create_queue(&sqs, &format!("bench-{run}-orders")).await?;
+    let timeouts_url = create_queue(&sqs, &format!("bench-{run}-payment-timeouts")).await?;
+    let log_path = a.runner.with_file_name("bench-runner.log");
+    let log = std::fs::File::create(&log_path)?;
+    let base = format!("http://127.0.0.1:{}", a.port);
+    let _runner = Runner(
+        Command::new(&a.runner)
+            .args(["serve", "--migrate"])
+            .env("REDIS_URL", "redis://127.0.0.1:6379")
+            .env("REDIS_KEY_PREFIX", format!("bench{run}"))
+            .env("DATABASE_URL", &database_url)
+            .env("DATABASE_MAX_CONNECTIONS", "8")
+            .env("AWS_ENDPOINT_URL", SQS)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("ORDERS_QUEUE_URL", &orders_url)
+            .env("PAYMENT_TIMEOUTS_QUEUE_URL", &timeouts_url)
+            .env("SQS_POLLERS", "4")
+            .env("SQS_POLL_WAIT_SECS", "1")
+            .env("LOCAL_JWT_SECRET", SECRET)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{}", a.port))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| format!("could not start {} (build it: cargo build --release -p runner): {e}", a.runner.display()))?,
+    );
+    let http = reqwest::Client::builder().pool_max_idle_per_host(a.connections).build()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{base}/products/1/stock")).send().await.is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("runner did not start; see {}", log_path.display()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let admin = runner::auth::mint(SECRET.as_bytes(), "bench-admin", Some("admin"), Duration::from_secs(7200))?;
+    let post = |path: &str, body: Value| {
+        http.post(format!("{base}{path}")).bearer_auth(&admin).body(body.to_string()).send()
+    };
+    let product: Value = post("/admin/products", json!({"name": "Bench phone", "price_cents": 99_900})).await?.json().await?;
+    let product_id = product["id"].as_u64().ok_or("product not created")?;
+    let now = Utc::now();
+    let activity: Value = post(
+        "/admin/activities",
+        json!({
+            "product_id": product_id, "stock": a.units, "starts_at": (now - chrono::Duration::seconds(1)).to_rfc3339(),
+            "ends_at": (now + chrono::Duration::hours(1)).to_rfc3339(), "rate_limit_per_sec": 10_000_000,
+            "burst": 10_000_000, "per_user_per_min": 5,
+        }),
+    )
+    .await?
+    .json()
+    .await?;
+    let activity_id = activity["id"].as_u64().ok_or("activity not created")?;
+    post(&format!("/admin/activities/{activity_id}/warmup"), json!({})).await?;
+
+    let tokens: Vec<String> = (0..a.users)
+        .map(|i| runner::auth::mint(SECRET.as_bytes(), &format!("u{i}"), None, Duration::from_secs(7200)))
+        .collect::<Result<_, _>>()?;
+    let tokens = Arc::new(tokens);
+    println!("running the sale ...");
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..a.connections)
+        .map(|_| {
+            let (http, tokens, next, tally, base) = (http.clone(), tokens.clone(), next.clone(), tally.clone(), base.clone());
+            let buy_body = json!({ "product_id": product_id }).to_string();
+            tokio::spawn(async move {
+                let mut local = Tally::default();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(token) = tokens.get(i) else { break };
+                    // A page refresh, then the click.
+                    let t = Instant::now();
+                    match http.get(format!("{base}/products/{product_id}/stock")).send().await {
+                        Ok(r) => {
+                            let _ = r.bytes().await;
+                            local.stock_latency_us.push(t.elapsed().as_micros() as u32);
+                        }
+                        Err(_) => *local.codes.entry("stock_transport_error".into()).or_default() += 1,
+                    }
+                    let t = Instant::now();
+                    let sent = http.post(format!("{base}/buy")).bearer_auth(token).body(buy_body.clone()).send().await;
+                    let code = match sent {
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            let body = r.text().await.unwrap_or_default();
+                            if status == 202 {
+                                local.accepted_users.push(i);
+                                local.first_accept.get_or_insert_with(Utc::now);
+                                "accepted".to_owned()
+                            } else {
+                                format!("{status} {}", error_code(&body))
+                            }
+                        }
+                        Err(_) => "transport_error".to_owned(),
+                    };
+                    local.buy_latency_us.push(t.elapsed().as_micros() as u32);
+                    *local.codes.entry(code).or_default() += 1;
+                }
+                let mut all = tally.lock().unwrap_or_else(|p| p.into_inner());
+                all.buy_latency_us.extend(local.buy_latency_us);
+                all.stock_latency_us.extend(local.stock_latency_us);
+                all.accepted_users.extend(local.accepted_users);
+                for (k, v) in local.codes {
+                    *all.codes.entry(k).or_default() += v;
+                }
+                all.first_accept = match (all.first_accept, local.first_accept) {
+                    (Some(x), Some(y)) => Some(x.min(y)),
+                    (x, y) => x.or(y),
+                };
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await?;
+    }
+    let load_secs = started.elapsed().as_secs_f64();
+    let mut t = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
+
+    // The drain: wait for every order row.
+    let drain_deadline = Instant::now() + Duration::from_secs(600);
+    let (orders, last_insert) = loop {
+        let row = sqlx::query("SELECT COUNT(*), MAX(inserted_at) FROM orders WHERE activity_id = ?")
+            .bind(activity_id)
+            .fetch_one(&pool)
+            .await?;
+        let (n, last): (i64, Option<chrono::DateTime<Utc>>) = (row.get(0), row.get(1));
+        if n >= a.units || Instant::now() > drain_deadline {
+            break (n, last);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let drain_secs = match (t.first_accept, last_insert) {
+        (Some(first), Some(last)) => (last - first).num_milliseconds().max(1) as f64 / 1000.0,
+        _ => f64::NAN,
+    };
+    let distinct: i64 = sqlx::query("SELECT COUNT(DISTINCT user_id) FROM orders WHERE activity_id = ?")
+        .bind(activity_id)
+        .fetch_one(&pool)
+        .await?
+        .get(0);
+    let reconcile: Value = http
+        .get(format!("{base}/admin/activities/{activity_id}/reconcile"))
+        .bearer_auth(&admin)
+        .send()
+        .await?
+        .json()
+        .await?;
+
+    t.buy_latency_us.sort_unstable();
+    t.stock_latency_us.sort_unstable();
+    let buys = t.buy_latency_us.len();
+    let buy_rps = buys as f64 / load_secs;
+    let stock_rps = t.stock_latency_us.len() as f64 / load_secs;
+    let accepted = t.accepted_users.len() as i64;
+    let orders_per_sec = orders as f64 / drain_secs;
+    let lat = |v: &[u32]| {
+        json!({"p50_ms": percentile(v, 0.50), "p90_ms": percentile(v, 0.90), "p99_ms": percentile(v, 0.99),
+               "max_ms": v.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0)})
+    };
+    let checks = json!({
+        "accepted_equals_units": accepted == a.units,
+        "orders_equal_units": orders == a.units,
+        "no_user_twice": distinct == orders,
+        "reconcile_balanced": reconcile["balanced"] == true,
+    });
+    let report = json!({
+        "when": Utc::now().to_rfc3339(),
+        "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
+        "params": {"users": a.users, "units": a.units, "connections": a.connections},
+        "buy": {"requests": buys, "per_sec": buy_rps, "latency": lat(&t.buy_latency_us)},
+        "stock": {"requests": t.stock_latency_us.len(), "per_sec": stock_rps, "latency": lat(&t.stock_latency_us)},
+        "codes": t.codes,
+        "drain": {"orders": orders, "seconds_first_202_to_last_row": drain_secs, "orders_per_sec": orders_per_sec},
+        "ceilings": {"redis_evalsha_buy_lua_per_sec": evalsha, "localstack_send_batch_msgs_per_sec": sqs_send,
+                     "localstack_receive_delete_msgs_per_sec": sqs_drain, "mariadb_multirow_insert_rows_per_sec": mysql_rows},
+        "ratios": {"buy_vs_evalsha": buy_rps / evalsha, "drain_vs_localstack_receive_delete": orders_per_sec / sqs_drain,
+                   "drain_vs_mariadb_insert": orders_per_sec / mysql_rows},
+        "reconcile": reconcile,
+        "checks": checks,
+    });
+
+    println!();
+    println!("{:<44} {:>12} {:>12} {:>8}", "figure", "measured", "ceiling", "ratio");
+    println!("{:<44} {:>12.0} {:>12.0} {:>8.3}", "buy requests/s (vs EVALSHA buy.lua/s)", buy_rps, evalsha, buy_rps / evalsha);
+    println!("{:<44} {:>12.0}", "stock queries/s", stock_rps);
+    println!(
+        "{:<44} {:>12.1} {:>12.0} {:>8.3}",
+        "orders drained/s (vs LocalStack recv+del/s)",
+        orders_per_sec,
+        sqs_drain,
+        orders_per_sec / sqs_drain
+    );
+    println!("{:<44} {:>12.1} {:>12.0} {:>8.4}", "orders drained/s (vs MariaDB rows/s)", orders_per_sec, mysql_rows, orders_per_sec / mysql_rows);
+    println!("{:<44} {:>12.0}", "LocalStack SendMessageBatch msgs/s", sqs_send);
+    println!(
+        "buy latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        percentile(&t.buy_latency_us, 0.5),
+        percentile(&t.buy_latency_us, 0.9),
+        percentile(&t.buy_latency_us, 0.99),
+        t.buy_latency_us.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0)
+    );
+    println!(
+        "stock latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        percentile(&t.stock_latency_us, 0.5),
+        percentile(&t.stock_latency_us, 0.9),
+        percentile(&t.stock_latency_us, 0.99),
+        t.stock_latency_us.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0)
+    );
+    println!("outcomes: {}", serde_json::to_string(&t.codes)?);
+    println!("drain: {orders} orders, first 202 -> last row {drain_secs:.2} s");
+    println!("end state: {checks}");
+    if let Some(dir) = a.json.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&a.json, serde_json::to_string_pretty(&report)?)?;
+    println!("json: {}", a.json.display());
+
+    if checks.as_object().is_some_and(|c| c.values().any(|v| v != true)) {
+        eprintln!("END STATE CHECK FAILED: {checks} (reconcile: {reconcile})");
+        std::process::exit(1);
+    }
+    Ok(())
+}
