@@ -103,7 +103,22 @@ async fn redis_ceiling(run: &str) -> Result<f64, BoxError> {
         .query_async(&mut c)
         .await?;
     let out = Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", "6379", "-n", "200000", "-c", "256", "-r", "100000000", "-q", "EVALSHA", &sha, "5"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "6379",
+            "-n",
+            "200000",
+            "-c",
+            "256",
+            "-r",
+            "100000000",
+            "-q",
+            "EVALSHA",
+            &sha,
+            "5",
+        ])
         .args([keys.sale(1), keys.buyers(1), keys.outbox(1), keys.outbox_due(1), keys.user_limit(1, "__rand_int__")])
         .args(["u__rand_int__", "1", "30000"])
         .output()?;
@@ -134,7 +149,9 @@ async fn sqs_ceiling(sqs: &aws_sdk_sqs::Client, run: &str) -> Result<(f64, f64),
         while next.fetch_add(1, Ordering::Relaxed) < batches {
             let mut req = sqs.send_message_batch().queue_url(&url);
             for i in 0..10 {
-                req = req.entries(SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body("x".repeat(150)).build()?);
+                req = req.entries(
+                    SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body("x".repeat(150)).build()?,
+                );
             }
             req.send().await?;
         }
@@ -149,13 +166,18 @@ async fn sqs_ceiling(sqs: &aws_sdk_sqs::Client, run: &str) -> Result<(f64, f64),
     let started = Instant::now();
     let receivers = (0..8).map(|_| async {
         while received.load(Ordering::Relaxed) < N {
-            let got = sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await?;
+            let got =
+                sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await?;
             let entries: Vec<_> = got
                 .messages()
                 .iter()
                 .enumerate()
                 .filter_map(|(i, m)| {
-                    DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(m.receipt_handle()?).build().ok()
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(m.receipt_handle()?)
+                        .build()
+                        .ok()
                 })
                 .collect();
             if entries.is_empty() {
@@ -271,7 +293,7 @@ async fn main() -> Result<(), BoxError> {
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("ORDERS_QUEUE_URL", &orders_url)
             .env("PAYMENT_TIMEOUTS_QUEUE_URL", &timeouts_url)
-            .env("SQS_POLLERS", "4")
+            .env("SQS_POLLERS", "8")
             .env("SQS_POLL_WAIT_SECS", "1")
             .env("LOCAL_JWT_SECRET", SECRET)
             .env("LISTEN_ADDR", format!("127.0.0.1:{}", a.port))
@@ -279,7 +301,9 @@ async fn main() -> Result<(), BoxError> {
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
-            .map_err(|e| format!("could not start {} (build it: cargo build --release -p runner): {e}", a.runner.display()))?,
+            .map_err(|e| {
+                format!("could not start {} (build it: cargo build --release -p runner): {e}", a.runner.display())
+            })?,
     );
     let http = reqwest::Client::builder().pool_max_idle_per_host(a.connections).build()?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -291,10 +315,10 @@ async fn main() -> Result<(), BoxError> {
     }
 
     let admin = runner::auth::mint(SECRET.as_bytes(), "bench-admin", Some("admin"), Duration::from_secs(7200))?;
-    let post = |path: &str, body: Value| {
-        http.post(format!("{base}{path}")).bearer_auth(&admin).body(body.to_string()).send()
-    };
-    let product: Value = post("/admin/products", json!({"name": "Bench phone", "price_cents": 99_900})).await?.json().await?;
+    let post =
+        |path: &str, body: Value| http.post(format!("{base}{path}")).bearer_auth(&admin).body(body.to_string()).send();
+    let product: Value =
+        post("/admin/products", json!({"name": "Bench phone", "price_cents": 99_900})).await?.json().await?;
     let product_id = product["id"].as_u64().ok_or("product not created")?;
     let now = Utc::now();
     let activity: Value = post(
@@ -322,7 +346,8 @@ async fn main() -> Result<(), BoxError> {
     let started = Instant::now();
     let workers: Vec<_> = (0..a.connections)
         .map(|_| {
-            let (http, tokens, next, tally, base) = (http.clone(), tokens.clone(), next.clone(), tally.clone(), base.clone());
+            let (http, tokens, next, tally, base) =
+                (http.clone(), tokens.clone(), next.clone(), tally.clone(), base.clone());
             let buy_body = json!({ "product_id": product_id }).to_string();
             tokio::spawn(async move {
                 let mut local = Tally::default();
@@ -442,7 +467,13 @@ async fn main() -> Result<(), BoxError> {
 
     println!();
     println!("{:<44} {:>12} {:>12} {:>8}", "figure", "measured", "ceiling", "ratio");
-    println!("{:<44} {:>12.0} {:>12.0} {:>8.3}", "buy requests/s (vs EVALSHA buy.lua/s)", buy_rps, evalsha, buy_rps / evalsha);
+    println!(
+        "{:<44} {:>12.0} {:>12.0} {:>8.3}",
+        "buy requests/s (vs EVALSHA buy.lua/s)",
+        buy_rps,
+        evalsha,
+        buy_rps / evalsha
+    );
     println!("{:<44} {:>12.0}", "stock queries/s", stock_rps);
     println!(
         "{:<44} {:>12.1} {:>12.0} {:>8.3}",
@@ -451,7 +482,13 @@ async fn main() -> Result<(), BoxError> {
         sqs_drain,
         orders_per_sec / sqs_drain
     );
-    println!("{:<44} {:>12.1} {:>12.0} {:>8.4}", "orders drained/s (vs MariaDB rows/s)", orders_per_sec, mysql_rows, orders_per_sec / mysql_rows);
+    println!(
+        "{:<44} {:>12.1} {:>12.0} {:>8.4}",
+        "orders drained/s (vs MariaDB rows/s)",
+        orders_per_sec,
+        mysql_rows,
+        orders_per_sec / mysql_rows
+    );
     println!("{:<44} {:>12.0}", "LocalStack SendMessageBatch msgs/s", sqs_send);
     println!(
         "buy latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",

@@ -15,7 +15,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
-use lambda_http::{Body, Response, http::StatusCode};
+use lambda_http::{
+    Body, Response,
+    aws_lambda_events::apigw::{
+        ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequest,
+        ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
+    },
+    http::StatusCode,
+    request::LambdaRequest,
+};
 use serde_json::json;
 use shared::{
     api::{self, ApiError},
@@ -125,14 +133,9 @@ impl App {
             Err(_) => return to_hyper(ApiError::PayloadTooLarge.into_response()),
         };
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
-        let event = event(route, &parts, &body, &params, claims, peer, n);
-        let request = match serde_json::from_value::<lambda_http::request::LambdaRequest>(event) {
-            Ok(lambda_request) => lambda_http::Request::from(lambda_request),
-            Err(e) => {
-                tracing::error!(error = %e, "could not build the Lambda event");
-                return to_hyper(internal_error());
-            }
-        };
+        let event = event(route, &parts, &body, params, claims, peer, n);
+        // lambda_http's own event-to-request conversion, as in Lambda.
+        let request = lambda_http::Request::from(LambdaRequest::ApiGatewayV2(event));
         let result = match route.function {
             Function::StockQuery => stock_query::handler(&self.stock_query, request).await,
             Function::Buy => buy::handler(&self.buy, request).await,
@@ -157,69 +160,61 @@ fn internal_error() -> Response<Body> {
     )
 }
 
-/// The HTTP API payload 2.0 event, as API Gateway builds it.
+/// The HTTP API payload 2.0 event, as API Gateway builds it (typed, so no JSON round trip on
+/// the hot path; `events/` holds the same shape as JSON for `cargo lambda invoke`).
 fn event(
     route: &Route,
     parts: &hyper::http::request::Parts,
     body: &[u8],
-    params: &[(String, String)],
+    params: Vec<(String, String)>,
     claims: Option<std::collections::HashMap<String, String>>,
     peer: SocketAddr,
     n: u64,
-) -> serde_json::Value {
-    let mut headers = serde_json::Map::new();
-    for (name, value) in &parts.headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        match headers.get_mut(name.as_str()) {
-            Some(serde_json::Value::String(existing)) => {
-                existing.push(',');
-                existing.push_str(&value);
-            }
-            _ => {
-                headers.insert(name.as_str().to_owned(), value.into());
-            }
-        }
-    }
+) -> ApiGatewayV2httpRequest {
     let (body, is_base64) = match std::str::from_utf8(body) {
         Ok(text) => (text.to_owned(), false),
         Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
     };
     let now = chrono::Utc::now();
     let route_key = format!("{} {}", route.method, route.path);
-    let path_parameters: serde_json::Map<_, _> =
-        params.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
-    let mut context = json!({
-        "accountId": "000000000000",
-        "apiId": "local",
-        "domainName": "localhost",
-        "domainPrefix": "localhost",
-        "http": {
-            "method": parts.method.as_str(),
-            "path": parts.uri.path(),
-            "protocol": "HTTP/1.1",
-            "sourceIp": peer.ip().to_string(),
-            "userAgent": parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
-        },
-        "requestId": format!("local-{n}"),
-        "routeKey": route_key,
-        "stage": "$default",
-        "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
-        "timeEpoch": now.timestamp_millis(),
+
+    let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
+    http.method = parts.method.clone();
+    http.path = Some(parts.uri.path().to_owned());
+    http.protocol = Some("HTTP/1.1".into());
+    http.source_ip = Some(peer.ip().to_string());
+    http.user_agent = parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_owned);
+
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.route_key = Some(route_key.clone());
+    context.account_id = Some("000000000000".into());
+    context.stage = Some("$default".into());
+    context.request_id = Some(format!("local-{n}"));
+    context.apiid = Some("local".into());
+    context.domain_name = Some("localhost".into());
+    context.domain_prefix = Some("localhost".into());
+    context.time = Some(now.format("%d/%b/%Y:%H:%M:%S %z").to_string());
+    context.time_epoch = now.timestamp_millis();
+    context.http = http;
+    context.authorizer = claims.map(|claims| {
+        let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+        jwt.claims = claims;
+        let mut authorizer = ApiGatewayRequestAuthorizer::default();
+        authorizer.jwt = Some(jwt);
+        authorizer
     });
-    if let Some(claims) = claims {
-        context["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
-    }
-    json!({
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": parts.uri.path(),
-        "rawQueryString": parts.uri.query().unwrap_or(""),
-        "headers": headers,
-        "requestContext": context,
-        "pathParameters": path_parameters,
-        "body": body,
-        "isBase64Encoded": is_base64,
-    })
+
+    let mut event = ApiGatewayV2httpRequest::default();
+    event.version = Some("2.0".into());
+    event.route_key = Some(route_key);
+    event.raw_path = Some(parts.uri.path().to_owned());
+    event.raw_query_string = Some(parts.uri.query().unwrap_or("").to_owned());
+    event.headers = parts.headers.clone();
+    event.path_parameters = params.into_iter().collect();
+    event.request_context = context;
+    event.body = Some(body);
+    event.is_base64_encoded = is_base64;
+    event
 }
 
 fn to_hyper(response: Response<Body>) -> Response<Full<Bytes>> {

@@ -36,7 +36,7 @@ impl Config {
 /// The function's state, built once per cold start.
 pub async fn build(cfg: &Config) -> Result<BuyService, Error> {
     let sale = sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)?;
-    let queue = Queue::new(queue::client(&cfg.sqs).await, cfg.orders_queue_url.clone());
+    let queue = Queue::new(queue::client(&cfg.sqs).await, cfg.orders_queue_url.clone()).grouped();
     Ok(BuyService { sale, queue, limiter: Limiter::default() })
 }
 
