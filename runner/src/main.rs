@@ -54,7 +54,7 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         let (product_id, activity_id) = runner::demo::ensure(&app.stock_query).await?;
         tracing::info!(product_id, activity_id, "demo sale warmed");
     }
-    let sqs = shared::queue::client(&settings.sqs).await;
+    let sqs = settings.poller_client().await;
     for source in settings.event_sources() {
         tracing::info!(queue = %source.queue_url, pollers = source.concurrency, "event source mapping");
         events::start(app.clone(), sqs.clone(), source);

@@ -111,6 +111,13 @@ impl Settings {
         })
     }
 
+    /// The pollers' SQS client: its operation timeout must outlast the long-poll wait, or
+    /// every empty receive would end as a timeout.
+    pub async fn poller_client(&self) -> aws_sdk_sqs::Client {
+        let cfg = SqsConfig { operation_timeout: self.poll_wait + Duration::from_secs(5), ..self.sqs.clone() };
+        shared::queue::client(&cfg).await
+    }
+
     /// The SQS event source mappings.
     pub fn event_sources(&self) -> Vec<EventSource> {
         let source = |consumer, queue_url: &String| EventSource {

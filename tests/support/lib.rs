@@ -168,7 +168,7 @@ impl TestEnv {
     /// Starts the SQS event source mappings (order consumer, payment timeout) on real SQS,
     /// through the app's own SQS client settings. Abort the handles to kill them.
     pub async fn start_pollers(&self) -> Vec<JoinHandle<()>> {
-        let sqs = shared::queue::client(&self.settings.sqs).await;
+        let sqs = self.settings.poller_client().await;
         self.settings
             .event_sources()
             .into_iter()
