@@ -124,7 +124,7 @@ impl App {
         };
         if route.auth == Auth::Admin {
             let scope = claims.as_ref().and_then(|c| c.get("scope")).map(String::as_str).unwrap_or("");
-            if !scope.trim_matches(|c| c == '[' || c == ']').split_whitespace().any(|s| s == "admin") {
+            if !api::has_admin_scope(scope) {
                 return to_hyper(ApiError::Forbidden.into_response());
             }
         }

@@ -3,6 +3,7 @@
 //!   flash-local serve [--migrate] [--demo]   serve every route on LISTEN_ADDR
 //!   flash-local token USER [admin]           print a token the runner accepts (24 h)
 //!   flash-local wiring                       print routes, functions, queues, schedules (JSON)
+//!   flash-local setup [--demo]               apply migrations (and warm the demo sale), exit
 //!
 //! Reads the same environment variables as the Lambda functions (see README), plus
 //! LISTEN_ADDR (default 127.0.0.1:3000) and LOCAL_JWT_SECRET.
@@ -33,6 +34,18 @@ async fn main() -> Result<(), BoxError> {
             // The schedules' rate as configured (60 s unless OUTBOX_RETRY_EVERY_SECS says otherwise).
             let every = std::env::var("OUTBOX_RETRY_EVERY_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
             println!("{}", serde_json::to_string_pretty(&runner::wiring::manifest(Duration::from_secs(every)))?);
+            Ok(())
+        }
+        Some("setup") => {
+            // Migrations and (with --demo) the demo sale, then exit: for scripts that invoke
+            // the functions one by one (deploy/lambda_check.sh).
+            let settings = Settings::from_env()?;
+            Db::create_and_migrate(&settings.mysql.url).await?;
+            if args.iter().any(|a| a == "--demo") {
+                let sale = shared::sale::connect(&settings.redis, &settings.mysql, &settings.sale)?;
+                let (product_id, activity_id) = runner::demo::ensure(&sale).await?;
+                println!("demo sale: product {product_id}, activity {activity_id}");
+            }
             Ok(())
         }
         Some("serve") | None => serve(&args).await,

@@ -174,15 +174,17 @@ pub fn user(req: &Request) -> Result<UserId, ApiError> {
     UserId::parse(sub).ok_or(ApiError::Unauthenticated)
 }
 
+/// Whether a `scope` claim (space-separated, or API Gateway's "[a b]" form) grants `admin`.
+/// Cognito names custom scopes `<resource server>/<scope>`, so `…/admin` counts too.
+pub fn has_admin_scope(scope: &str) -> bool {
+    scope.trim_matches(|c| c == '[' || c == ']').split_whitespace().any(|s| s == "admin" || s.ends_with("/admin"))
+}
+
 /// 401 without a user, 403 without the `admin` scope.
 pub fn require_admin(req: &Request) -> Result<UserId, ApiError> {
     let user = user(req)?;
     let scope = claims(req).and_then(|c| c.get("scope")).map(String::as_str).unwrap_or("");
-    if scope.trim_matches(|c| c == '[' || c == ']').split_whitespace().any(|s| s == "admin") {
-        Ok(user)
-    } else {
-        Err(ApiError::Forbidden)
-    }
+    if has_admin_scope(scope) { Ok(user) } else { Err(ApiError::Forbidden) }
 }
 
 /// The body as `T` (which should deny unknown fields), or a 4xx that says what is wrong.
