@@ -126,7 +126,7 @@ async fn redis_ceiling(run: &str) -> Result<f64, BoxError> {
     let rate = text
         .split("requests per second")
         .next()
-        .and_then(|head| head.rsplit(|c: char| c == ' ' || c == ':').find(|s| !s.is_empty()))
+        .and_then(|head| head.rsplit([' ', ':']).find(|s| !s.is_empty()))
         .and_then(|n| n.trim().parse::<f64>().ok())
         .ok_or_else(|| format!("could not read redis-benchmark output: {text}"))?;
     let mut scan: Vec<String> = redis::cmd("KEYS").arg(format!("ceil{run}:*")).query_async(&mut c).await?;
