@@ -40,9 +40,9 @@ async fn main() -> Result<(), BoxError> {
             // Migrations and (with --demo) the demo sale, then exit: for scripts that invoke
             // the functions one by one (deploy/lambda_check.sh).
             let settings = Settings::from_env()?;
-            Db::create_and_migrate(&settings.mysql.url).await?;
+            Db::create_and_migrate(&settings.core.mysql.url).await?;
             if args.iter().any(|a| a == "--demo") {
-                let sale = shared::sale::connect(&settings.redis, &settings.mysql, &settings.sale)?;
+                let sale = shared::sale::connect(&settings.core)?;
                 let (product_id, activity_id) = runner::demo::ensure(&sale).await?;
                 println!("demo sale: product {product_id}, activity {activity_id}");
             }
@@ -58,7 +58,7 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
     let jwt = JwtCheck::hs256(secret()?.as_bytes());
     let settings = Settings::from_env()?;
     if args.iter().any(|a| a == "--migrate") {
-        Db::create_and_migrate(&settings.mysql.url).await?;
+        Db::create_and_migrate(&settings.core.mysql.url).await?;
         tracing::info!("migrations applied");
     }
     let web_dir = std::env::var("WEB_DIR").unwrap_or_else(|_| "web".into()).into();

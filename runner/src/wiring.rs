@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use lambda_http::Error;
-use shared::config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig, SqsConfig, var};
+use shared::config::{ConfigError, CoreConfig, SqsConfig, var};
 
 use crate::{
     Functions,
@@ -17,10 +17,8 @@ pub const BATCH_SIZE: i32 = 10;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub redis: RedisConfig,
-    pub mysql: MysqlConfig,
+    pub core: CoreConfig,
     pub sqs: SqsConfig,
-    pub sale: SaleConfig,
     pub orders_queue_url: String,
     pub payment_timeouts_queue_url: String,
     /// Visibility timeout of a received batch (template.yaml: 6 x the consumer's timeout).
@@ -47,10 +45,8 @@ fn parsed<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, Con
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            redis: RedisConfig::from_env()?,
-            mysql: MysqlConfig::from_env()?,
+            core: CoreConfig::from_env()?,
             sqs: SqsConfig::from_env()?,
-            sale: SaleConfig::from_env()?,
             orders_queue_url: var("ORDERS_QUEUE_URL")?,
             payment_timeouts_queue_url: var("PAYMENT_TIMEOUTS_QUEUE_URL")?,
             visibility_timeout: Duration::from_secs(parsed("SQS_VISIBILITY_TIMEOUT_SECS", 180)?),
@@ -64,50 +60,31 @@ impl Settings {
 
     /// Every function's state, each built from its own configuration as its `main` would.
     pub async fn build(&self) -> Result<Functions, Error> {
-        let (redis, mysql, sale) = (self.redis.clone(), self.mysql.clone(), self.sale.clone());
+        let core = &self.core;
         Ok(Functions {
-            stock_query: stock_query::build(&stock_query::Config {
-                redis: redis.clone(),
-                mysql: mysql.clone(),
-                sale: sale.clone(),
-            })?,
+            stock_query: stock_query::build(core)?,
             buy: buy::build(&buy::Config {
-                redis: redis.clone(),
-                mysql: mysql.clone(),
+                core: core.clone(),
                 sqs: self.sqs.clone(),
-                sale: sale.clone(),
                 orders_queue_url: self.orders_queue_url.clone(),
             })
             .await?,
-            orders: orders::build(&orders::Config { redis: redis.clone(), mysql: mysql.clone(), sale: sale.clone() })?,
+            orders: orders::build(core)?,
             order_consumer: order_consumer::build(&order_consumer::Config {
-                redis: redis.clone(),
-                mysql: mysql.clone(),
+                core: core.clone(),
                 sqs: self.sqs.clone(),
-                sale: sale.clone(),
                 payment_timeouts_queue_url: self.payment_timeouts_queue_url.clone(),
             })
             .await?,
-            payment_timeout: payment_timeout::build(&payment_timeout::Config {
-                redis: redis.clone(),
-                mysql: mysql.clone(),
-                sale: sale.clone(),
-            })?,
+            payment_timeout: payment_timeout::build(core)?,
             outbox_retry: outbox_retry::build(&outbox_retry::Config {
-                redis: redis.clone(),
-                mysql: mysql.clone(),
+                core: core.clone(),
                 sqs: self.sqs.clone(),
-                sale: sale.clone(),
                 orders_queue_url: self.orders_queue_url.clone(),
             })
             .await?,
-            admin: admin::build(&admin::Config {
-                redis: redis.clone(),
-                mysql: mysql.clone(),
-                sale: sale.clone(),
-                publish_dir: self.publish_dir.clone(),
-            })?,
-            warmup: warmup::build(&warmup::Config { redis, mysql, sale, horizon: self.warmup_horizon })?,
+            admin: admin::build(&admin::Config { core: core.clone(), publish_dir: self.publish_dir.clone() })?,
+            warmup: warmup::build(&warmup::Config { core: core.clone(), horizon: self.warmup_horizon })?,
         })
     }
 

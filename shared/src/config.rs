@@ -37,6 +37,21 @@ where
     }
 }
 
+/// What every function reads: Redis, MySQL and the sale's knobs. A function's own
+/// configuration is this plus whatever else it needs (a queue URL, a directory).
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub redis: RedisConfig,
+    pub mysql: MysqlConfig,
+    pub sale: SaleConfig,
+}
+
+impl CoreConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self { redis: RedisConfig::from_env()?, mysql: MysqlConfig::from_env()?, sale: SaleConfig::from_env()? })
+    }
+}
+
 /// Redis: the hot copy of every sale.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {

@@ -274,10 +274,6 @@ impl BuyService {
 
 /// Builds the sale's state once per cold start (no connection is opened yet: Redis and MySQL
 /// connect on first use).
-pub fn connect(
-    redis: &crate::config::RedisConfig,
-    mysql: &crate::config::MysqlConfig,
-    cfg: &SaleConfig,
-) -> Result<Sale, SaleError> {
-    Ok(Sale { redis: RedisStore::new(redis)?, db: Db::connect_lazy(mysql)?, cfg: cfg.clone() })
+pub fn connect(core: &crate::config::CoreConfig) -> Result<Sale, SaleError> {
+    Ok(Sale { redis: RedisStore::new(&core.redis)?, db: Db::connect_lazy(&core.mysql)?, cfg: core.sale.clone() })
 }

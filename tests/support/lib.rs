@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use runner::{App, auth::JwtCheck, wiring::Settings};
 use serde_json::Value;
 use shared::{
-    config::{MysqlConfig, RedisConfig, SaleConfig, SqsConfig},
+    config::{CoreConfig, MysqlConfig, RedisConfig, SaleConfig, SqsConfig},
     db::{Db, NewActivity, NewProduct},
     domain::Activity,
     sale::{self, Sale},
@@ -126,10 +126,12 @@ impl TestEnv {
         let mysql =
             MysqlConfig { url: database_url.clone(), max_connections: 5, acquire_timeout: Duration::from_secs(3) };
         let settings = Settings {
-            redis: RedisConfig { url: opts.redis_url.clone(), ..RedisConfig::local(&prefix) },
-            mysql: mysql.clone(),
+            core: CoreConfig {
+                redis: RedisConfig { url: opts.redis_url.clone(), ..RedisConfig::local(&prefix) },
+                mysql: mysql.clone(),
+                sale: opts.sale.clone(),
+            },
             sqs: sqs_config(&opts.sqs_endpoint),
-            sale: opts.sale.clone(),
             orders_queue_url: orders_queue_url.clone(),
             payment_timeouts_queue_url: timeouts_queue_url.clone(),
             visibility_timeout: opts.visibility_timeout,
@@ -147,7 +149,8 @@ impl TestEnv {
         let server = tokio::spawn(runner::serve(listener, app.clone()));
 
         let pool = MySqlPoolOptions::new().max_connections(3).connect(&database_url).await.expect("fixture pool");
-        let sale = sale::connect(&RedisConfig::local(&prefix), &mysql, &opts.sale).expect("fixture sale");
+        let sale = sale::connect(&CoreConfig { redis: RedisConfig::local(&prefix), mysql, sale: opts.sale.clone() })
+            .expect("fixture sale");
         let sale = Sale { db: Db::from_pool(pool), ..sale };
         let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().expect("http client");
         Self {

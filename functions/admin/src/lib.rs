@@ -7,7 +7,7 @@ use serde::Deserialize;
 use shared::{
     admin::{self, AdminError},
     api::{self, ApiError},
-    config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig},
+    config::{ConfigError, CoreConfig},
     db::{NewActivity, NewProduct},
     domain::OrderStatus,
     sale::{self, Sale},
@@ -19,9 +19,7 @@ pub const PAGE_TEMPLATE: &str = include_str!("../../../web/product.html.tmpl");
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub redis: RedisConfig,
-    pub mysql: MysqlConfig,
-    pub sale: SaleConfig,
+    pub core: CoreConfig,
     /// Where published pages are written (served locally at `/p/`; in AWS an S3 sync target).
     pub publish_dir: std::path::PathBuf,
 }
@@ -29,9 +27,7 @@ pub struct Config {
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            redis: RedisConfig::from_env()?,
-            mysql: MysqlConfig::from_env()?,
-            sale: SaleConfig::from_env()?,
+            core: CoreConfig::from_env()?,
             publish_dir: std::env::var("PUBLISH_DIR").unwrap_or_else(|_| "/tmp/flash-sale-pages".into()).into(),
         })
     }
@@ -43,7 +39,7 @@ pub struct Admin {
 }
 
 pub fn build(cfg: &Config) -> Result<Admin, Error> {
-    Ok(Admin { sale: sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)?, publish_dir: cfg.publish_dir.clone() })
+    Ok(Admin { sale: sale::connect(&cfg.core)?, publish_dir: cfg.publish_dir.clone() })
 }
 
 pub async fn handler(admin: &Admin, req: Request) -> Result<Response<Body>, Error> {

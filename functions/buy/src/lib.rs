@@ -5,7 +5,7 @@ use lambda_http::{Body, Error, Request, Response, http::StatusCode};
 use serde::Deserialize;
 use shared::{
     api::{self, ApiError},
-    config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig, SqsConfig},
+    config::{ConfigError, CoreConfig, SqsConfig},
     domain::SaleState,
     limiter::Limiter,
     queue::{self, Queue},
@@ -14,28 +14,24 @@ use shared::{
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub redis: RedisConfig,
-    pub mysql: MysqlConfig,
+    pub core: CoreConfig,
     pub sqs: SqsConfig,
     pub orders_queue_url: String,
-    pub sale: SaleConfig,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            redis: RedisConfig::from_env()?,
-            mysql: MysqlConfig::from_env()?,
+            core: CoreConfig::from_env()?,
             sqs: SqsConfig::from_env()?,
             orders_queue_url: shared::config::var("ORDERS_QUEUE_URL")?,
-            sale: SaleConfig::from_env()?,
         })
     }
 }
 
 /// The function's state, built once per cold start.
 pub async fn build(cfg: &Config) -> Result<BuyService, Error> {
-    let sale = sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)?;
+    let sale = sale::connect(&cfg.core)?;
     let queue = Queue::new(queue::client(&cfg.sqs).await, cfg.orders_queue_url.clone()).grouped();
     Ok(BuyService { sale, queue, limiter: Limiter::default() })
 }

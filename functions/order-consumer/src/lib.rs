@@ -5,7 +5,7 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
 use shared::{
-    config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig, SqsConfig, var},
+    config::{ConfigError, CoreConfig, SqsConfig, var},
     pipeline::{self, OrderConsumer},
     queue::{self, Queue},
     sale,
@@ -13,20 +13,16 @@ use shared::{
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub redis: RedisConfig,
-    pub mysql: MysqlConfig,
+    pub core: CoreConfig,
     pub sqs: SqsConfig,
-    pub sale: SaleConfig,
     pub payment_timeouts_queue_url: String,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            redis: RedisConfig::from_env()?,
-            mysql: MysqlConfig::from_env()?,
+            core: CoreConfig::from_env()?,
             sqs: SqsConfig::from_env()?,
-            sale: SaleConfig::from_env()?,
             payment_timeouts_queue_url: var("PAYMENT_TIMEOUTS_QUEUE_URL")?,
         })
     }
@@ -34,7 +30,7 @@ impl Config {
 
 pub async fn build(cfg: &Config) -> Result<OrderConsumer, Error> {
     Ok(OrderConsumer {
-        sale: sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)?,
+        sale: sale::connect(&cfg.core)?,
         timeouts: Queue::new(queue::client(&cfg.sqs).await, cfg.payment_timeouts_queue_url.clone()),
     })
 }

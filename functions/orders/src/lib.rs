@@ -6,28 +6,18 @@ use chrono::SecondsFormat;
 use lambda_http::{Body, Error, Request, RequestExt, Response, http::Method, http::StatusCode};
 use shared::{
     api::{self, ApiError},
-    config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig},
+    config::CoreConfig,
     db::OrderRow,
     domain::from_ms,
     pipeline::{OrderView, Orders, PayOutcome},
     sale,
 };
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub redis: RedisConfig,
-    pub mysql: MysqlConfig,
-    pub sale: SaleConfig,
-}
-
-impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self { redis: RedisConfig::from_env()?, mysql: MysqlConfig::from_env()?, sale: SaleConfig::from_env()? })
-    }
-}
+/// Redis, MySQL and the sale's knobs; nothing else.
+pub type Config = CoreConfig;
 
 pub fn build(cfg: &Config) -> Result<Orders, Error> {
-    Ok(Orders { sale: sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)? })
+    Ok(Orders { sale: sale::connect(cfg)? })
 }
 
 pub async fn handler(orders: &Orders, req: Request) -> Result<Response<Body>, Error> {

@@ -4,7 +4,7 @@
 
 use lambda_runtime::{Error, LambdaEvent};
 use shared::{
-    config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig, SqsConfig, var},
+    config::{ConfigError, CoreConfig, SqsConfig, var},
     pipeline::{OutboxRetry, RetryReport},
     queue::{self, Queue},
     sale,
@@ -12,20 +12,16 @@ use shared::{
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub redis: RedisConfig,
-    pub mysql: MysqlConfig,
+    pub core: CoreConfig,
     pub sqs: SqsConfig,
-    pub sale: SaleConfig,
     pub orders_queue_url: String,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            redis: RedisConfig::from_env()?,
-            mysql: MysqlConfig::from_env()?,
+            core: CoreConfig::from_env()?,
             sqs: SqsConfig::from_env()?,
-            sale: SaleConfig::from_env()?,
             orders_queue_url: var("ORDERS_QUEUE_URL")?,
         })
     }
@@ -33,7 +29,7 @@ impl Config {
 
 pub async fn build(cfg: &Config) -> Result<OutboxRetry, Error> {
     Ok(OutboxRetry {
-        sale: sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)?,
+        sale: sale::connect(&cfg.core)?,
         orders: Queue::new(queue::client(&cfg.sqs).await, cfg.orders_queue_url.clone()),
     })
 }

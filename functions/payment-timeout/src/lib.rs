@@ -4,26 +4,16 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
 use shared::{
-    config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig},
+    config::CoreConfig,
     pipeline::{self, PaymentTimeouts},
     sale,
 };
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub redis: RedisConfig,
-    pub mysql: MysqlConfig,
-    pub sale: SaleConfig,
-}
-
-impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self { redis: RedisConfig::from_env()?, mysql: MysqlConfig::from_env()?, sale: SaleConfig::from_env()? })
-    }
-}
+/// Redis, MySQL and the sale's knobs; nothing else.
+pub type Config = CoreConfig;
 
 pub fn build(cfg: &Config) -> Result<PaymentTimeouts, Error> {
-    Ok(PaymentTimeouts { sale: sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)? })
+    Ok(PaymentTimeouts { sale: sale::connect(cfg)? })
 }
 
 pub async fn handler(timeouts: &PaymentTimeouts, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {

@@ -5,26 +5,16 @@ use chrono::SecondsFormat;
 use lambda_http::{Body, Error, Request, Response, http::StatusCode};
 use shared::{
     api::{self, ApiError},
-    config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig},
+    config::CoreConfig,
     domain::from_ms,
     sale::{self, Sale},
 };
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub redis: RedisConfig,
-    pub mysql: MysqlConfig,
-    pub sale: SaleConfig,
-}
-
-impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self { redis: RedisConfig::from_env()?, mysql: MysqlConfig::from_env()?, sale: SaleConfig::from_env()? })
-    }
-}
+/// Redis, MySQL and the sale's knobs; nothing else.
+pub type Config = CoreConfig;
 
 pub fn build(cfg: &Config) -> Result<Sale, Error> {
-    Ok(sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)?)
+    Ok(sale::connect(cfg)?)
 }
 
 pub async fn handler(sale: &Sale, req: Request) -> Result<Response<Body>, Error> {

@@ -5,15 +5,13 @@
 use lambda_runtime::{Error, LambdaEvent};
 use shared::{
     admin::WarmReport,
-    config::{ConfigError, MysqlConfig, RedisConfig, SaleConfig},
+    config::{ConfigError, CoreConfig},
     sale::{self, Sale},
 };
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub redis: RedisConfig,
-    pub mysql: MysqlConfig,
-    pub sale: SaleConfig,
+    pub core: CoreConfig,
     pub horizon: std::time::Duration,
 }
 
@@ -25,12 +23,7 @@ impl Config {
                 .map_err(|_| ConfigError::Malformed { name: "WARMUP_HORIZON_SECS", reason: format!("{v:?}") })?,
             Err(_) => 3600,
         };
-        Ok(Self {
-            redis: RedisConfig::from_env()?,
-            mysql: MysqlConfig::from_env()?,
-            sale: SaleConfig::from_env()?,
-            horizon: std::time::Duration::from_secs(secs),
-        })
+        Ok(Self { core: CoreConfig::from_env()?, horizon: std::time::Duration::from_secs(secs) })
     }
 }
 
@@ -40,7 +33,7 @@ pub struct Warmup {
 }
 
 pub fn build(cfg: &Config) -> Result<Warmup, Error> {
-    Ok(Warmup { sale: sale::connect(&cfg.redis, &cfg.mysql, &cfg.sale)?, horizon: cfg.horizon })
+    Ok(Warmup { sale: sale::connect(&cfg.core)?, horizon: cfg.horizon })
 }
 
 pub async fn handler(w: &Warmup, _event: LambdaEvent<serde_json::Value>) -> Result<WarmReport, Error> {
