@@ -116,16 +116,7 @@ impl Db {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(Product {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                description: r.try_get("description")?,
-                price_cents: r.try_get("price_cents")?,
-                image_url: r.try_get("image_url")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(product_from_row).transpose()
     }
 
     #[tracing::instrument(skip(self, a), fields(product_id = a.product_id))]
@@ -433,18 +424,7 @@ impl Db {
         .bind(u64::from(page - 1) * u64::from(per))
         .fetch_all(&self.pool)
         .await?;
-        let items = rows
-            .iter()
-            .map(|r| {
-                Ok(Product {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    description: r.try_get("description")?,
-                    price_cents: r.try_get("price_cents")?,
-                    image_url: r.try_get("image_url")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()?;
+        let items = rows.iter().map(product_from_row).collect::<Result<_, _>>()?;
         Ok(Page { items, page, per, total: total.max(0) as u64 })
     }
 
@@ -565,6 +545,16 @@ impl Db {
         self.count();
         sqlx::query_scalar("SELECT id FROM products ORDER BY id").fetch_all(&self.pool).await
     }
+}
+
+fn product_from_row(r: &sqlx::mysql::MySqlRow) -> Result<Product, sqlx::Error> {
+    Ok(Product {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        price_cents: r.try_get("price_cents")?,
+        image_url: r.try_get("image_url")?,
+    })
 }
 
 fn activity_from_row(r: &sqlx::mysql::MySqlRow) -> Result<Activity, sqlx::Error> {
