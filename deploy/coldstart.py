@@ -50,7 +50,7 @@ class Runtime(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(Runtime.event)
         else:  # later polls wait until the process is killed
-            time.sleep(30)
+            time.sleep(2)
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
@@ -62,15 +62,16 @@ class Runtime(http.server.BaseHTTPRequestHandler):
 
 def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Runtime)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    api = f"127.0.0.1:{server.server_address[1]}"
     failed = False
     print(f"{'function':<18} {'binary':>9} {'cold start (ms), best of ' + str(runs):>28}")
     for name, event in FUNCTIONS:
         binary = ROOT / "target" / "release" / name
         times = []
         for _ in range(runs):
+            # A fresh runtime API per run: a killed process's last poll never reaches the next run.
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Runtime)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            api = f"127.0.0.1:{server.server_address[1]}"
             Runtime.event = (ROOT / "events" / event).read_bytes()
             Runtime.done, Runtime.served = None, False
             env = dict(os.environ, AWS_LAMBDA_RUNTIME_API=api, AWS_LAMBDA_FUNCTION_NAME=name,
@@ -82,6 +83,8 @@ def main():
                 time.sleep(0.001)
             proc.kill()
             proc.wait()
+            server.shutdown()
+            server.server_close()
             if Runtime.done is None or Runtime.done[0] != "response":
                 print(f"{name}: no response: {Runtime.done}")
                 failed = True
@@ -90,7 +93,6 @@ def main():
         if times:
             size = binary.stat().st_size / 1e6
             print(f"{name:<18} {size:>7.1f}MB {min(times):>28.1f}")
-    server.shutdown()
     sys.exit(1 if failed else 0)
 
 
