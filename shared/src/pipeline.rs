@@ -132,15 +132,24 @@ impl OrderConsumer {
 
         // Ack the outbox for what is fully done. If the ack fails, outbox-retry resends the
         // message later and the consumer dedupes it: no need to fail the record.
-        let mut by_product: HashMap<u64, Vec<&str>> = HashMap::new();
+        let mut by_product: HashMap<u64, Vec<&OrderMessage>> = HashMap::new();
         for (id, o) in &stored {
             if !unsent.iter().any(|u| u == id) {
-                by_product.entry(o.message.product_id).or_default().push(&o.message.receipt);
+                by_product.entry(o.message.product_id).or_default().push(&o.message);
             }
         }
-        for (product_id, receipts) in by_product {
-            if let Err(e) = self.sale.redis.ack_outbox(product_id, &receipts).await {
-                tracing::warn!(error = %e, product_id, "outbox ack failed; entries will be resent and deduplicated");
+        for (product_id, orders) in by_product {
+            match self.sale.redis.ack_outbox(product_id, &orders).await {
+                Ok((0, 0)) => {}
+                Ok((adopted, oversold)) => {
+                    tracing::warn!(product_id, adopted, "orders the live sale had lost (Redis rebuilt) adopted");
+                    if oversold > 0 {
+                        tracing::error!(product_id, oversold, "units handed out twice after Redis lost its data");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, product_id, "outbox ack failed; entries will be resent and deduplicated")
+                }
             }
         }
         failed
@@ -340,7 +349,7 @@ impl OutboxRetry {
             self.sale.restore_unit(m.product_id, m.activity_id, &m.receipt).await?;
             Ok(true)
         } else {
-            self.sale.redis.ack_outbox(m.product_id, &[&m.receipt]).await?;
+            self.sale.redis.ack_outbox(m.product_id, &[m]).await?;
             Ok(false)
         }
     }

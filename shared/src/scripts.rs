@@ -9,6 +9,7 @@ pub struct Scripts {
     pub unlock: Script,
     pub restore: Script,
     pub claim: Script,
+    pub ack: Script,
 }
 
 impl Default for Scripts {
@@ -19,6 +20,7 @@ impl Default for Scripts {
             unlock: Script::new(include_str!("../../lua/unlock.lua")),
             restore: Script::new(include_str!("../../lua/restore.lua")),
             claim: Script::new(include_str!("../../lua/claim.lua")),
+            ack: Script::new(include_str!("../../lua/ack.lua")),
         }
     }
 }

@@ -264,24 +264,25 @@ impl RedisStore {
         Ok(Claimed::from_value(&value)?)
     }
 
-    /// The consumer's acknowledgement: these receipts are orders now, their outbox entries go.
-    #[tracing::instrument(skip(self, receipts), fields(n = receipts.len()), err)]
-    pub async fn ack_outbox(&self, product_id: u64, receipts: &[&str]) -> Result<(), StoreError> {
-        if receipts.is_empty() {
-            return Ok(());
+    /// The consumer's acknowledgement (`ack.lua`): these orders are rows now, their outbox
+    /// entries go, and any purchase the live sale lost is adopted. Returns (adopted, oversold).
+    #[tracing::instrument(skip(self, orders), fields(n = orders.len()), err)]
+    pub async fn ack_outbox(&self, product_id: u64, orders: &[&OrderMessage]) -> Result<(i64, i64), StoreError> {
+        if orders.is_empty() {
+            return Ok((0, 0));
         }
         let k = &self.keys;
-        let _: () = redis::pipe()
-            .atomic()
-            .hdel(k.outbox(product_id), receipts)
-            .ignore()
-            .zrem(k.outbox_due(product_id), receipts)
-            .ignore()
-            .hdel(k.outbox_attempts(product_id), receipts)
-            .ignore()
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(())
+        let mut inv = self.scripts.ack.prepare_invoke();
+        inv.key(k.sale(product_id))
+            .key(k.buyers(product_id))
+            .key(k.outbox(product_id))
+            .key(k.outbox_due(product_id))
+            .key(k.outbox_attempts(product_id));
+        for m in orders {
+            inv.arg(m.activity_id).arg(&m.user_id).arg(&m.receipt);
+        }
+        let (adopted, oversold): (i64, i64) = inv.invoke_async(&mut self.conn()).await?;
+        Ok((adopted, oversold))
     }
 
     /// One outbox entry, if it is still there.
