@@ -221,3 +221,24 @@ async fn invalid_admin_writes_get_400_and_write_nothing() {
     env.admin(Method::POST, "/admin/activities/999999/warmup", None).await.assert_error(404, "activity_not_found");
     env.admin(Method::GET, "/admin/activities/999999/reconcile", None).await.assert_error(404, "activity_not_found");
 }
+
+#[tokio::test]
+async fn a_lost_purchase_that_finds_no_unit_left_is_reported_as_a_unit_sold_twice() {
+    let env = TestEnv::start().await;
+    let a = env.open_sale(2).await;
+    assert_eq!(env.buy("first", a.product_id).await.status, StatusCode::ACCEPTED);
+    let first = env.take_all(&env.orders_queue_url).await;
+    // Redis loses everything while "first"'s message is still in flight; the rebuild sees 2 units.
+    env.flush_redis().await;
+    env.sale.warm(&a).await.unwrap();
+    assert_eq!(env.redis_stock(a.product_id).await, Some(2));
+    // Both units are sold again before the message arrives.
+    assert_eq!(env.buy("second", a.product_id).await.status, StatusCode::ACCEPTED);
+    assert_eq!(env.buy("third", a.product_id).await.status, StatusCode::ACCEPTED);
+    let m: shared::domain::OrderMessage = serde_json::from_str(&first[0].1).unwrap();
+    let (adopted, oversold) = env.sale.redis.ack_outbox(a.product_id, &[&m]).await.unwrap();
+    assert_eq!((adopted, oversold), (0, 1), "the double sale is detected, not hidden");
+    // A second ack of the same purchase changes nothing (its buyer is now recorded).
+    assert_eq!(env.sale.redis.ack_outbox(a.product_id, &[&m]).await.unwrap(), (0, 0));
+    env.buy("first", a.product_id).await.assert_error(409, "already_bought");
+}
