@@ -290,18 +290,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paging_defaults_and_refuses_out_of_range() {
-        assert_eq!(paging(None, None).unwrap(), (1, DEFAULT_PER));
-        assert_eq!(paging(Some("3"), Some("100")).unwrap(), (3, 100));
+    fn paging_defaults_and_refuses_out_of_range() -> Result<(), Box<dyn std::error::Error>> {
+        assert_eq!(paging(None, None)?, (1, DEFAULT_PER));
+        assert_eq!(paging(Some("3"), Some("100"))?, (3, 100));
         for (page, per) in
             [(Some("0"), None), (Some("x"), None), (None, Some("101")), (None, Some("0")), (None, Some("-1"))]
         {
             assert!(paging(page, per).is_err(), "{page:?} {per:?}");
         }
+        Ok(())
     }
 
     #[test]
-    fn the_page_escapes_what_an_admin_typed() {
+    fn the_page_escapes_what_an_admin_typed() -> Result<(), Box<dyn std::error::Error>> {
         let p = Product {
             id: 7,
             name: "<b>Phone</b> {{price}}".into(),
@@ -313,8 +314,8 @@ mod tests {
             id: 3,
             product_id: 7,
             stock: 10,
-            starts_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
-            ends_at: DateTime::from_timestamp(1_800_003_600, 0).unwrap(),
+            starts_at: DateTime::from_timestamp(1_800_000_000, 0).ok_or("time")?,
+            ends_at: DateTime::from_timestamp(1_800_003_600, 0).ok_or("time")?,
             rate_limit_per_sec: 1,
             burst: 1,
             per_user_per_min: 1,
@@ -328,5 +329,6 @@ mod tests {
             html,
             "<h1>&lt;b&gt;Phone&lt;/b&gt; {{price}}</h1><p>&quot;best&quot; &amp; cheap</p><i>19.99</i><main data-id=\"7\" data-s=\"2027-01-15T08:00:00Z\">"
         );
+        Ok(())
     }
 }

@@ -150,12 +150,13 @@ mod tests {
     }
 
     #[test]
-    fn the_lua_message_parses_as_an_order_message() {
+    fn the_lua_message_parses_as_an_order_message() -> Result<(), Box<dyn std::error::Error>> {
         // What cjson.encode produces in buy.lua (key order is cjson's, not ours).
         let lua = r#"{"user_id":"alice","product_id":7,"receipt":"3-7-alice-100","created_at_ms":1795470804123,"activity_id":3}"#;
-        let m: OrderMessage = serde_json::from_str(lua).unwrap();
+        let m: OrderMessage = serde_json::from_str(lua)?;
         assert_eq!(m.receipt, "3-7-alice-100");
         assert_eq!(m.created_at_ms, 1_795_470_804_123);
+        Ok(())
     }
 
     #[test]

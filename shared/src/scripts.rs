@@ -199,9 +199,9 @@ mod tests {
     }
 
     #[test]
-    fn a_queued_reply_carries_receipt_message_and_limits() {
+    fn a_queued_reply_carries_receipt_message_and_limits() -> Result<(), Box<dyn std::error::Error>> {
         let v = Value::Array(vec![Value::Int(1), bulk("3-7-alice-100"), Value::Int(500), Value::Int(50), bulk("{}")]);
-        let reply = BuyReply::from_value(&v).unwrap();
+        let reply = BuyReply::from_value(&v)?;
         assert_eq!(
             reply,
             BuyReply::Queued {
@@ -210,6 +210,7 @@ mod tests {
                 limits: Limits { rate_per_sec: 500, burst: 50 }
             }
         );
+        Ok(())
     }
 
     #[test]
