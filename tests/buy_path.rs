@@ -8,7 +8,7 @@ use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use shared::{
     domain::OrderMessage,
-    scripts::{BuyReply, Limits},
+    redis::scripts::buy::{BuyReply, Limits},
 };
 
 const RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -132,7 +132,7 @@ async fn buy_script_reports_no_activity_for_a_negative_cache_entry() {
     // A listed product with no activity: the rebuild caches "no activity" briefly.
     let product_id = env
         .sale
-        .list_product(&shared::db::NewProduct {
+        .list_product(&shared::domain::NewProduct {
             name: "idle".into(),
             description: String::new(),
             price_cents: 1,

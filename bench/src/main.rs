@@ -91,7 +91,7 @@ async fn redis_ceiling(run: &str) -> Result<f64, BoxError> {
     let mut c = client.get_multiplexed_async_connection().await?;
     let sha: String =
         redis::cmd("SCRIPT").arg("LOAD").arg(include_str!("../../lua/buy.lua")).query_async(&mut c).await?;
-    let keys = shared::keys::Keys::new(format!("ceil{run}"));
+    let keys = shared::redis::Keys::new(format!("ceil{run}"));
     let now = Utc::now().timestamp_millis();
     let _: () = redis::cmd("HSET")
         .arg(keys.sale(1))
@@ -266,9 +266,9 @@ async fn main() -> Result<(), BoxError> {
         let server = sqlx::MySqlPool::connect(MYSQL).await?;
         sqlx::query("DROP DATABASE IF EXISTS flash_bench").execute(&server).await?;
     }
-    shared::db::Db::create_and_migrate(&database_url).await?;
+    shared::mysql::Db::create_and_migrate(&shared::config::MysqlConfig::new(&database_url)?.options).await?;
     let pool = sqlx::mysql::MySqlPoolOptions::new().max_connections(2).connect(&database_url).await?;
-    let sqs = shared::queue::client(&sqs_config()).await;
+    let sqs = shared::sqs::client(&sqs_config()).await;
 
     println!("measuring ceilings ...");
     let evalsha = redis_ceiling(&run).await?;

@@ -4,7 +4,7 @@
 
 use chrono::{Duration, Utc};
 use shared::{
-    db::{NewActivity, NewProduct},
+    domain::{NewActivity, NewProduct},
     sale::{Sale, SaleError},
 };
 use sqlx::Row;

@@ -26,8 +26,8 @@ use lambda_http::{
 };
 use serde_json::json;
 use shared::{
-    api::{self, ApiError},
-    pipeline::{OrderConsumer, Orders, OutboxRetry, PaymentTimeouts},
+    http::{self as api, ApiError},
+    orders::{OrderConsumer, Orders, OutboxRetry, PaymentTimeouts},
     sale::{BuyService, Sale},
 };
 use tokio::net::TcpListener;

@@ -11,7 +11,10 @@
 use std::{sync::Arc, time::Duration};
 
 use runner::{App, auth::JwtCheck, events, wiring::Settings};
-use shared::{config::ConfigError, db::Db};
+use shared::{
+    config::{self, LocalConfig},
+    mysql::Db,
+};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -19,10 +22,6 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// the benchmark's profile showed glibc malloc/free at about a fifth of the runner's time.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn secret() -> Result<String, ConfigError> {
-    std::env::var("LOCAL_JWT_SECRET").ok().filter(|s| !s.is_empty()).ok_or(ConfigError::Missing("LOCAL_JWT_SECRET"))
-}
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -32,20 +31,23 @@ async fn main() -> Result<(), BoxError> {
         Some("token") => {
             let user = args.get(1).ok_or("usage: flash-local token USER [admin]")?;
             let scope = args.get(2).map(String::as_str);
-            println!("{}", runner::auth::mint(secret()?.as_bytes(), user, scope, Duration::from_secs(86_400))?);
+            println!(
+                "{}",
+                runner::auth::mint(config::local_jwt_secret()?.as_bytes(), user, scope, Duration::from_secs(86_400))?
+            );
             Ok(())
         }
         Some("wiring") => {
             // The schedules' rate as configured (60 s unless OUTBOX_RETRY_EVERY_SECS says otherwise).
-            let every = std::env::var("OUTBOX_RETRY_EVERY_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
-            println!("{}", serde_json::to_string_pretty(&runner::wiring::manifest(Duration::from_secs(every)))?);
+            let every = LocalConfig::from_env()?.schedule_every;
+            println!("{}", serde_json::to_string_pretty(&runner::wiring::manifest(every))?);
             Ok(())
         }
         Some("setup") => {
             // Migrations and (with --demo) the demo sale, then exit: for scripts that invoke
             // the functions one by one (deploy/lambda_check.sh).
             let settings = Settings::from_env()?;
-            Db::create_and_migrate(&settings.core.mysql.url).await?;
+            Db::create_and_migrate(&settings.core.mysql.options).await?;
             if args.iter().any(|a| a == "--demo") {
                 let sale = shared::sale::connect(&settings.core)?;
                 let (product_id, activity_id) = runner::demo::ensure(&sale).await?;
@@ -59,15 +61,13 @@ async fn main() -> Result<(), BoxError> {
 }
 
 async fn serve(args: &[String]) -> Result<(), BoxError> {
-    let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let jwt = JwtCheck::hs256(secret()?.as_bytes());
+    let jwt = JwtCheck::hs256(config::local_jwt_secret()?.as_bytes());
     let settings = Settings::from_env()?;
     if args.iter().any(|a| a == "--migrate") {
-        Db::create_and_migrate(&settings.core.mysql.url).await?;
+        Db::create_and_migrate(&settings.core.mysql.options).await?;
         tracing::info!("migrations applied");
     }
-    let web_dir = std::env::var("WEB_DIR").unwrap_or_else(|_| "web".into()).into();
-    let app = Arc::new(App::new(settings.build().await?, jwt, web_dir));
+    let app = Arc::new(App::new(settings.build().await?, jwt, settings.local.web_dir.clone()));
     if args.iter().any(|a| a == "--demo") {
         let (product_id, activity_id) = runner::demo::ensure(&app.stock_query).await?;
         tracing::info!(product_id, activity_id, "demo sale warmed");
@@ -77,9 +77,10 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         tracing::info!(queue = %source.queue_url, pollers = source.concurrency, "event source mapping");
         events::start(app.clone(), sqs.clone(), source);
     }
-    events::schedule(app.clone(), events::Scheduled::OutboxRetry, settings.outbox_retry_every);
-    events::schedule(app.clone(), events::Scheduled::Warmup, settings.outbox_retry_every);
-    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    events::schedule(app.clone(), events::Scheduled::OutboxRetry, settings.local.schedule_every);
+    events::schedule(app.clone(), events::Scheduled::Warmup, settings.local.schedule_every);
+    let listen = &settings.local.listen_addr;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "local runner listening");
     runner::serve(listener, app).await;
     Ok(())

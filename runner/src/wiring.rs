@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use lambda_http::Error;
-use shared::config::{ConfigError, CoreConfig, SqsConfig, var};
+use shared::config::{self, ConfigError, CoreConfig, LocalConfig, SqsConfig};
 
 use crate::{
     Functions,
@@ -21,25 +21,9 @@ pub struct Settings {
     pub sqs: SqsConfig,
     pub orders_queue_url: String,
     pub payment_timeouts_queue_url: String,
-    /// Visibility timeout of a received batch (template.yaml: 6 x the consumer's timeout).
-    pub visibility_timeout: Duration,
-    /// Long-poll wait of the local pollers.
-    pub poll_wait: Duration,
-    /// Pollers per queue (the event source mapping's maximum concurrency).
-    pub pollers: usize,
-    /// How often `outbox-retry` and `warmup` run (template.yaml: rate(1 minute)).
-    pub outbox_retry_every: Duration,
+    pub local: LocalConfig,
     pub publish_dir: std::path::PathBuf,
     pub warmup_horizon: Duration,
-}
-
-fn parsed<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => {
-            v.parse().map_err(|_| ConfigError::Malformed { name, reason: format!("{v:?} is not a number") })
-        }
-        _ => Ok(default),
-    }
 }
 
 impl Settings {
@@ -47,14 +31,11 @@ impl Settings {
         Ok(Self {
             core: CoreConfig::from_env()?,
             sqs: SqsConfig::from_env()?,
-            orders_queue_url: var("ORDERS_QUEUE_URL")?,
-            payment_timeouts_queue_url: var("PAYMENT_TIMEOUTS_QUEUE_URL")?,
-            visibility_timeout: Duration::from_secs(parsed("SQS_VISIBILITY_TIMEOUT_SECS", 180)?),
-            poll_wait: Duration::from_secs(parsed("SQS_POLL_WAIT_SECS", 5)?),
-            pollers: parsed("SQS_POLLERS", 2)?,
-            outbox_retry_every: Duration::from_secs(parsed("OUTBOX_RETRY_EVERY_SECS", 60)?),
-            publish_dir: std::env::var("PUBLISH_DIR").unwrap_or_else(|_| "/tmp/flash-sale-pages".into()).into(),
-            warmup_horizon: Duration::from_secs(parsed("WARMUP_HORIZON_SECS", 3600)?),
+            orders_queue_url: config::orders_queue_url()?,
+            payment_timeouts_queue_url: config::payment_timeouts_queue_url()?,
+            local: LocalConfig::from_env()?,
+            publish_dir: config::publish_dir(),
+            warmup_horizon: config::warmup_horizon()?,
         })
     }
 
@@ -91,8 +72,8 @@ impl Settings {
     /// The pollers' SQS client: its operation timeout must outlast the long-poll wait, or
     /// every empty receive would end as a timeout.
     pub async fn poller_client(&self) -> aws_sdk_sqs::Client {
-        let cfg = SqsConfig { operation_timeout: self.poll_wait + Duration::from_secs(5), ..self.sqs.clone() };
-        shared::queue::client(&cfg).await
+        let cfg = SqsConfig { operation_timeout: self.local.poll_wait + Duration::from_secs(5), ..self.sqs.clone() };
+        shared::sqs::client(&cfg).await
     }
 
     /// The SQS event source mappings.
@@ -101,9 +82,9 @@ impl Settings {
             consumer,
             queue_url: queue_url.clone(),
             batch_size: BATCH_SIZE,
-            wait: self.poll_wait,
-            concurrency: self.pollers,
-            visibility_timeout: self.visibility_timeout,
+            wait: self.local.poll_wait,
+            concurrency: self.local.pollers,
+            visibility_timeout: self.local.visibility_timeout,
         };
         vec![
             source(Consumer::OrderConsumer, &self.orders_queue_url),

@@ -1,9 +1,16 @@
 //! Typed configuration, read once per cold start. Handlers never read the environment.
 //!
 //! Each function reads only the sections it needs; a missing or malformed variable is an error
-//! that names the variable. Secrets (the MySQL URL carries a password) are redacted in `Debug`.
+//! that names the variable. Connection URLs are parsed here, at start-up, so a malformed
+//! `DATABASE_URL` or `REDIS_URL` is reported by name rather than as "unavailable" on the first
+//! request. Secrets (the MySQL URL carries a password) are redacted in `Debug`.
+//!
+//! This is the only module that reads the environment: functions and the local runner compose
+//! the sections below.
 
-use std::{fmt, str::FromStr, time::Duration};
+use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
+
+use sqlx::mysql::MySqlConnectOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -62,10 +69,18 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
 }
 
+/// Checks that `REDIS_URL`'s value is a Redis URL, naming the variable if not.
+fn redis_url(url: String) -> Result<String, ConfigError> {
+    match redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
+        Ok(_) => Ok(url),
+        Err(e) => Err(ConfigError::Malformed { name: "REDIS_URL", reason: e.to_string() }),
+    }
+}
+
 impl RedisConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            url: var("REDIS_URL")?,
+            url: redis_url(var("REDIS_URL")?)?,
             key_prefix: var_or("REDIS_KEY_PREFIX", "fs"),
             connect_timeout: Duration::from_millis(parsed_or("REDIS_CONNECT_TIMEOUT_MS", 500)?),
             response_timeout: Duration::from_millis(parsed_or("REDIS_RESPONSE_TIMEOUT_MS", 1000)?),
@@ -86,6 +101,8 @@ impl RedisConfig {
 #[derive(Clone)]
 pub struct MysqlConfig {
     pub url: String,
+    /// `url`, parsed.
+    pub options: MySqlConnectOptions,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
 }
@@ -107,10 +124,35 @@ impl fmt::Debug for MysqlConfig {
 impl MysqlConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            url: var("DATABASE_URL")?,
             max_connections: parsed_or("DATABASE_MAX_CONNECTIONS", 5)?,
             acquire_timeout: Duration::from_millis(parsed_or("DATABASE_ACQUIRE_TIMEOUT_MS", 3000)?),
+            ..Self::new(&var("DATABASE_URL")?)?
         })
+    }
+
+    /// A URL with the default pool settings (tests and tools); a malformed URL names
+    /// `DATABASE_URL`, the variable it normally comes from.
+    pub fn new(url: &str) -> Result<Self, ConfigError> {
+        if !(url.starts_with("mysql://") || url.starts_with("mariadb://")) {
+            return Err(ConfigError::Malformed { name: "DATABASE_URL", reason: "not a mysql:// URL".into() });
+        }
+        let options = url.parse::<MySqlConnectOptions>().map_err(|e| ConfigError::Malformed {
+            name: "DATABASE_URL",
+            // sqlx's message can quote the URL; only its kind is kept, never the password.
+            reason: match e {
+                sqlx::Error::Configuration(_) => "not a mysql:// URL".into(),
+                other => redact(&other.to_string(), url),
+            },
+        })?;
+        Ok(Self { url: url.to_owned(), options, max_connections: 5, acquire_timeout: Duration::from_millis(3000) })
+    }
+}
+
+/// Removes a URL's credentials from a message that might quote it.
+fn redact(message: &str, url: &str) -> String {
+    match url.split_once('@') {
+        Some((creds, _)) => message.replace(creds, "mysql://***"),
+        None => message.to_owned(),
     }
 }
 
@@ -131,6 +173,66 @@ impl SqsConfig {
             region: var_or("AWS_REGION", &var_or("AWS_DEFAULT_REGION", "us-east-1")),
             static_credentials: None,
             operation_timeout: Duration::from_millis(parsed_or("SQS_TIMEOUT_MS", 3000)?),
+        })
+    }
+}
+
+/// `LOG_FORMAT=text`: human-readable log lines instead of JSON (read by `telemetry::init`,
+/// before anything else is configured; `RUST_LOG` is read by tracing's own filter).
+pub fn log_format_is_text() -> bool {
+    std::env::var("LOG_FORMAT").is_ok_and(|v| v == "text")
+}
+
+/// `ORDERS_QUEUE_URL`: where `buy` and `outbox-retry` send order messages.
+pub fn orders_queue_url() -> Result<String, ConfigError> {
+    var("ORDERS_QUEUE_URL")
+}
+
+/// `PAYMENT_TIMEOUTS_QUEUE_URL`: where `order-consumer` sends the delayed payment timeouts.
+pub fn payment_timeouts_queue_url() -> Result<String, ConfigError> {
+    var("PAYMENT_TIMEOUTS_QUEUE_URL")
+}
+
+/// `PUBLISH_DIR`: where the admin's publish writes sale pages (served locally at `/p/`).
+pub fn publish_dir() -> PathBuf {
+    var_or("PUBLISH_DIR", "/tmp/flash-sale-pages").into()
+}
+
+/// `WARMUP_HORIZON_SECS`: the scheduled warm-up loads activities starting this soon.
+pub fn warmup_horizon() -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(parsed_or("WARMUP_HORIZON_SECS", 3600)?))
+}
+
+/// `LOCAL_JWT_SECRET`: the HS256 secret of the local runner's JWT check (local only).
+pub fn local_jwt_secret() -> Result<String, ConfigError> {
+    var("LOCAL_JWT_SECRET")
+}
+
+/// The local runner's own settings (it stands in for API Gateway, the SQS event source
+/// mappings and EventBridge; none of these exist in AWS).
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    pub listen_addr: String,
+    pub web_dir: PathBuf,
+    /// Visibility timeout of a received batch (template.yaml: 6 x the consumer's timeout).
+    pub visibility_timeout: Duration,
+    /// Long-poll wait of the local pollers.
+    pub poll_wait: Duration,
+    /// Pollers per queue (the event source mapping's maximum concurrency).
+    pub pollers: usize,
+    /// How often `outbox-retry` and `warmup` run (template.yaml: rate(1 minute)).
+    pub schedule_every: Duration,
+}
+
+impl LocalConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            listen_addr: var_or("LISTEN_ADDR", "127.0.0.1:3000"),
+            web_dir: var_or("WEB_DIR", "web").into(),
+            visibility_timeout: Duration::from_secs(parsed_or("SQS_VISIBILITY_TIMEOUT_SECS", 180)?),
+            poll_wait: Duration::from_secs(parsed_or("SQS_POLL_WAIT_SECS", 5)?),
+            pollers: parsed_or("SQS_POLLERS", 2)?,
+            schedule_every: Duration::from_secs(parsed_or("OUTBOX_RETRY_EVERY_SECS", 60)?),
         })
     }
 }
@@ -202,14 +304,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mysql_config_debug_hides_the_password() {
-        let cfg = MysqlConfig {
-            url: "mysql://app:hunter2@db.internal:3306/sale".into(),
-            max_connections: 5,
-            acquire_timeout: Duration::from_secs(1),
-        };
+    fn mysql_config_debug_hides_the_password() -> Result<(), ConfigError> {
+        let cfg = MysqlConfig::new("mysql://app:hunter2@db.internal:3306/sale")?;
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("db.internal:3306/sale"), "{shown}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_malformed_redis_url_names_its_variable() {
+        assert!(redis_url("redis://127.0.0.1:6379".into()).is_ok());
+        for bad in ["http://127.0.0.1:6379", "127.0.0.1:6379", "redis://127.0.0.1:notaport"] {
+            let err = redis_url(bad.into()).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("REDIS_URL"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_database_url_names_its_variable_and_hides_the_password() {
+        for bad in ["postgres://app:hunter2@db/sale", "mysql://app:hunter2@db:notaport/sale", "nonsense"] {
+            let err = MysqlConfig::new(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("DATABASE_URL"), "{bad}: {err}");
+            assert!(!err.contains("hunter2"), "{bad}: {err}");
+        }
     }
 }

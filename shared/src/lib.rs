@@ -1,28 +1,26 @@
 //! The flash sale's library crate. Every Lambda function is a thin binary over it.
 //!
-//! Layout:
-//! - [`config`]: typed configuration per dependency, read once per cold start.
-//! - [`telemetry`]: tracing (JSON lines in Lambda).
-//! - [`api`]: the HTTP boundary: error type and body, identity from authorizer claims, parsing.
-//! - [`domain`]: ids, activities, the order message, sale states.
-//! - [`keys`], [`scripts`], [`store`], [`bloom`]: Redis key names, the Lua scripts and their
-//!   replies, the store over one connection manager, the product bloom filter.
-//! - [`db`]: MySQL, one function per query, and the migrations in `sql/`.
-//! - [`queue`]: the SQS client and sends.
-//! - [`limiter`]: the per-instance token bucket.
-//! - [`sale`]: the logic: buy, stock view, warm-up, cache-miss rebuild.
+//! Layout (dependencies point down; nothing in the core imports the boundaries):
+//!
+//! - Boundaries: [`http`] (errors → bodies, identity and scopes, body/path/query parsing) and
+//!   [`lambda`] (SQS records, batch responses, errors → the runtime's report).
+//! - Capabilities: [`sale`] (the hot path: buy, stock, rebuild, warm-up, restore, bloom,
+//!   limits), [`orders`] (after the 202: consumer, payment timeout, pay and status, outbox
+//!   retry, receipts), [`admin`] (validation, catalog, publish, reconcile).
+//! - Adapters: [`redis`] (connection, keys, bloom filter, one file per Lua script),
+//!   [`mysql`] (the pool, migrations, queries by table group), [`sqs`] (client and senders).
+//! - [`domain`]: ids, catalog types, orders, queue messages, sale states.
+//! - [`config`] (the only reader of the environment; URLs parsed at start-up) and
+//!   [`telemetry`] (tracing set-up, error chains).
 
 pub mod admin;
-pub mod api;
-pub mod bloom;
 pub mod config;
-pub mod db;
 pub mod domain;
-pub mod keys;
-pub mod limiter;
-pub mod pipeline;
-pub mod queue;
+pub mod http;
+pub mod lambda;
+pub mod mysql;
+pub mod orders;
+pub mod redis;
 pub mod sale;
-pub mod scripts;
-pub mod store;
+pub mod sqs;
 pub mod telemetry;

@@ -12,9 +12,9 @@ use reqwest::StatusCode;
 use runner::{App, auth::JwtCheck, wiring::Settings};
 use serde_json::Value;
 use shared::{
-    config::{CoreConfig, MysqlConfig, RedisConfig, SaleConfig, SqsConfig},
-    db::{Db, NewActivity, NewProduct},
-    domain::Activity,
+    config::{CoreConfig, LocalConfig, MysqlConfig, RedisConfig, SaleConfig, SqsConfig},
+    domain::{Activity, NewActivity, NewProduct},
+    mysql::Db,
     sale::{self, Sale},
 };
 use sqlx::mysql::MySqlPoolOptions;
@@ -116,15 +116,14 @@ impl TestEnv {
     pub async fn start_with(opts: Options) -> Self {
         let id = unique_id();
         let database_url = format!("{}/flash_t_{id}", mysql_server());
-        Db::create_and_migrate(&database_url).await.expect("create and migrate the test database");
+        let mysql = MysqlConfig::new(&database_url).expect("test database URL");
+        Db::create_and_migrate(&mysql.options).await.expect("create and migrate the test database");
         let prefix = format!("t{id}");
 
-        let sqs = shared::queue::client(&sqs_config(&sqs_endpoint())).await;
+        let sqs = shared::sqs::client(&sqs_config(&sqs_endpoint())).await;
         let orders_queue_url = create_queue(&sqs, &format!("t-{id}-orders"), opts.visibility_timeout).await;
         let timeouts_queue_url = create_queue(&sqs, &format!("t-{id}-payment-timeouts"), opts.visibility_timeout).await;
 
-        let mysql =
-            MysqlConfig { url: database_url.clone(), max_connections: 5, acquire_timeout: Duration::from_secs(3) };
         let settings = Settings {
             core: CoreConfig {
                 redis: RedisConfig { url: opts.redis_url.clone(), ..RedisConfig::local(&prefix) },
@@ -134,16 +133,19 @@ impl TestEnv {
             sqs: sqs_config(&opts.sqs_endpoint),
             orders_queue_url: orders_queue_url.clone(),
             payment_timeouts_queue_url: timeouts_queue_url.clone(),
-            visibility_timeout: opts.visibility_timeout,
-            poll_wait: Duration::from_secs(1),
-            pollers: 2,
-            outbox_retry_every: Duration::from_secs(1),
+            local: LocalConfig {
+                listen_addr: "127.0.0.1:0".into(),
+                web_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web"),
+                visibility_timeout: opts.visibility_timeout,
+                poll_wait: Duration::from_secs(1),
+                pollers: 2,
+                schedule_every: Duration::from_secs(1),
+            },
             publish_dir: std::env::temp_dir().join(format!("flash-pages-{id}")),
             warmup_horizon: Duration::from_secs(3600),
         };
         let functions = settings.build().await.expect("functions");
-        let web_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
-        let app = Arc::new(App::new(functions, JwtCheck::hs256(SECRET.as_bytes()), web_dir));
+        let app = Arc::new(App::new(functions, JwtCheck::hs256(SECRET.as_bytes()), settings.local.web_dir.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let server = tokio::spawn(runner::serve(listener, app.clone()));

@@ -1,21 +1,17 @@
 //! `/admin/...` (scope `admin`): products, activities, paginated lists, warm-up, publish, and
-//! the reconcile report. Every action is logged with the admin's id.
+//! the reconcile report. The handler parses and maps; every action is `shared::admin`'s.
 
 use chrono::{DateTime, FixedOffset, Utc};
 use lambda_http::{Body, Error, Request, Response, http::Method, http::StatusCode};
 use serde::Deserialize;
+pub use shared::admin::Admin;
 use shared::{
-    admin::{self, AdminError},
-    api::{self, ApiError},
-    config::{ConfigError, CoreConfig},
-    db::{NewActivity, NewProduct},
-    domain::OrderStatus,
-    sale::{self, Sale},
-    scripts::LoadReply,
+    admin,
+    config::{self, ConfigError, CoreConfig},
+    domain::{NewActivity, NewProduct, OrderStatus},
+    http::{self, ApiError},
+    sale,
 };
-
-/// The page template, built into the binary so the function needs no file at run time.
-pub const PAGE_TEMPLATE: &str = include_str!("../../../web/product.html.tmpl");
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -26,16 +22,8 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            core: CoreConfig::from_env()?,
-            publish_dir: std::env::var("PUBLISH_DIR").unwrap_or_else(|_| "/tmp/flash-sale-pages".into()).into(),
-        })
+        Ok(Self { core: CoreConfig::from_env()?, publish_dir: config::publish_dir() })
     }
-}
-
-pub struct Admin {
-    pub sale: Sale,
-    pub publish_dir: std::path::PathBuf,
 }
 
 pub fn build(cfg: &Config) -> Result<Admin, Error> {
@@ -43,7 +31,7 @@ pub fn build(cfg: &Config) -> Result<Admin, Error> {
 }
 
 pub async fn handler(admin: &Admin, req: Request) -> Result<Response<Body>, Error> {
-    Ok(api::respond(route(admin, &req).await))
+    Ok(http::respond(route(admin, &req).await))
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,7 +48,7 @@ struct ProductBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActivityBody {
-    #[serde(deserialize_with = "api::deserialize_id")]
+    #[serde(deserialize_with = "http::deserialize_id")]
     product_id: u64,
     stock: i64,
     starts_at: DateTime<FixedOffset>,
@@ -83,33 +71,33 @@ fn positive_u32(name: &str, v: i64) -> Result<u32, ApiError> {
 }
 
 fn ok(status: StatusCode, value: &impl serde::Serialize) -> Result<Response<Body>, ApiError> {
-    Ok(api::json(status, value))
+    Ok(http::json(status, value))
 }
 
 #[tracing::instrument(skip_all, fields(admin, method = %req.method(), path = %req.uri().path()))]
 async fn route(a: &Admin, req: &Request) -> Result<Response<Body>, ApiError> {
-    let who = api::require_admin(req)?;
+    let who = http::require_admin(req)?;
     let who = who.as_str();
     tracing::Span::current().record("admin", who);
     let segments: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
-    let sale = &a.sale;
+    let paging = || admin::paging(http::query(req, "page"), http::query(req, "per"));
     match (req.method(), segments.as_slice()) {
         (&Method::POST, ["admin", "products"]) => {
-            let b: ProductBody = api::json_body(req)?;
+            let b: ProductBody = http::json_body(req)?;
             let p = NewProduct {
                 name: b.name,
                 description: b.description,
                 price_cents: b.price_cents,
                 image_url: b.image_url,
             };
-            ok(StatusCode::CREATED, &sale.admin_create_product(who, &p).await?)
+            ok(StatusCode::CREATED, &a.create_product(who, &p).await?)
         }
         (&Method::GET, ["admin", "products"]) => {
-            let (page, per) = admin::paging(api::query(req, "page"), api::query(req, "per"))?;
-            ok(StatusCode::OK, &sale.db.list_products(page, per).await.map_err(AdminError::from)?)
+            let (page, per) = paging()?;
+            ok(StatusCode::OK, &a.list_products(page, per).await?)
         }
         (&Method::POST, ["admin", "activities"]) => {
-            let b: ActivityBody = api::json_body(req)?;
+            let b: ActivityBody = http::json_body(req)?;
             if b.stock < -1 {
                 return Err(ApiError::InvalidRequest("stock must be -1 (unlimited) or more".into()));
             }
@@ -122,15 +110,15 @@ async fn route(a: &Admin, req: &Request) -> Result<Response<Body>, ApiError> {
                 burst: positive_u32("burst", b.burst)?,
                 per_user_per_min: positive_u32("per_user_per_min", b.per_user_per_min)?,
             };
-            ok(StatusCode::CREATED, &sale.admin_create_activity(who, &new).await?)
+            ok(StatusCode::CREATED, &a.create_activity(who, &new).await?)
         }
         (&Method::GET, ["admin", "activities"]) => {
-            let (page, per) = admin::paging(api::query(req, "page"), api::query(req, "per"))?;
-            ok(StatusCode::OK, &sale.db.list_activities(page, per).await.map_err(AdminError::from)?)
+            let (page, per) = paging()?;
+            ok(StatusCode::OK, &a.list_activities(page, per).await?)
         }
         (&Method::GET, ["admin", "orders"]) => {
-            let (page, per) = admin::paging(api::query(req, "page"), api::query(req, "per"))?;
-            let activity_id = match api::query(req, "activity_id") {
+            let (page, per) = paging()?;
+            let activity_id = match http::query(req, "activity_id") {
                 None => None,
                 Some(raw) => Some(
                     raw.parse::<u64>()
@@ -139,66 +127,22 @@ async fn route(a: &Admin, req: &Request) -> Result<Response<Body>, ApiError> {
                         .ok_or_else(|| ApiError::InvalidRequest("activity_id must be a positive integer".into()))?,
                 ),
             };
-            let status = match api::query(req, "status") {
+            let status = match http::query(req, "status") {
                 None => None,
                 Some(raw) => Some(raw.parse::<OrderStatus>().map_err(|()| {
                     ApiError::InvalidRequest("status must be pending_payment, paid, cancelled or failed".into())
                 })?),
             };
-            let orders = sale.admin_list_orders(activity_id, status, page, per).await?;
-            let items: Vec<serde_json::Value> = orders
-                .items
-                .iter()
-                .map(|o| {
-                    serde_json::json!({
-                        "id": o.id, "receipt": o.receipt, "user_id": o.user_id, "status": o.status,
-                        "activity_id": o.activity_id, "product_id": o.product_id, "price_cents": o.price_cents,
-                        "created_at": o.created_at, "pay_by": o.pay_by, "paid_at": o.paid_at, "cancelled_at": o.cancelled_at,
-                    })
-                })
-                .collect();
-            ok(
-                StatusCode::OK,
-                &serde_json::json!({"items": items, "page": orders.page, "per": orders.per, "total": orders.total}),
-            )
+            ok(StatusCode::OK, &a.list_orders(activity_id, status, page, per).await?)
         }
         (&Method::POST, ["admin", "activities", id, "warmup"]) => {
-            let id = activity_id(id)?;
-            let (activity, reply) = sale.admin_warm(who, id).await?;
-            let view = sale.stock(activity.product_id).await?;
-            ok(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "activity_id": activity.id,
-                    "product_id": activity.product_id,
-                    "result": match reply { LoadReply::Refreshed => "refreshed", _ => "written" },
-                    "stock": view.stock,
-                    "state": view.state,
-                }),
-            )
+            ok(StatusCode::OK, &a.warm(who, activity_id(id)?).await?)
         }
         (&Method::POST, ["admin", "activities", id, "publish"]) => {
-            let id = activity_id(id)?;
-            let activity = sale.db.activity(id).await.map_err(AdminError::from)?.ok_or(ApiError::ActivityNotFound)?;
-            let product = sale
-                .db
-                .product(activity.product_id)
-                .await
-                .map_err(AdminError::from)?
-                .ok_or(ApiError::ActivityNotFound)?;
-            let html = admin::render_page(PAGE_TEMPLATE, &product, &activity);
-            let path = a.publish_dir.join(format!("{}.html", product.id));
-            let written = async {
-                tokio::fs::create_dir_all(&a.publish_dir).await?;
-                tokio::fs::write(&path, html).await
-            };
-            written.await.map_err(|e| ApiError::Unavailable(Box::new(e)))?;
-            tracing::info!(admin = who, action = "publish", activity_id = id, path = %path.display(), "admin action");
-            ok(StatusCode::OK, &serde_json::json!({"url": format!("/p/{}.html", product.id), "activity_id": id}))
+            ok(StatusCode::OK, &a.publish(who, activity_id(id)?).await?)
         }
         (&Method::GET, ["admin", "activities", id, "reconcile"]) => {
-            let id = activity_id(id)?;
-            ok(StatusCode::OK, &sale.reconcile(id).await?)
+            ok(StatusCode::OK, &a.reconcile(activity_id(id)?).await?)
         }
         _ => Err(ApiError::RouteNotFound),
     }

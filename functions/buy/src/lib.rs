@@ -4,12 +4,11 @@
 use lambda_http::{Body, Error, Request, Response, http::StatusCode};
 use serde::Deserialize;
 use shared::{
-    api::{self, ApiError},
-    config::{ConfigError, CoreConfig, SqsConfig},
+    config::{self, ConfigError, CoreConfig, SqsConfig},
     domain::SaleState,
-    limiter::Limiter,
-    queue::{self, Queue},
-    sale::{self, BuyOutcome, BuyService},
+    http::{self, ApiError},
+    sale::{self, BuyOutcome, BuyService, limits::Limiter},
+    sqs::{self, Queue},
 };
 
 #[derive(Debug, Clone)]
@@ -24,7 +23,7 @@ impl Config {
         Ok(Self {
             core: CoreConfig::from_env()?,
             sqs: SqsConfig::from_env()?,
-            orders_queue_url: shared::config::var("ORDERS_QUEUE_URL")?,
+            orders_queue_url: config::orders_queue_url()?,
         })
     }
 }
@@ -32,30 +31,30 @@ impl Config {
 /// The function's state, built once per cold start.
 pub async fn build(cfg: &Config) -> Result<BuyService, Error> {
     let sale = sale::connect(&cfg.core)?;
-    let queue = Queue::new(queue::client(&cfg.sqs).await, cfg.orders_queue_url.clone()).grouped();
+    let queue = Queue::new(sqs::client(&cfg.sqs).await, cfg.orders_queue_url.clone()).grouped();
     Ok(BuyService { sale, queue, limiter: Limiter::default() })
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BuyRequest {
-    #[serde(deserialize_with = "api::deserialize_id")]
+    #[serde(deserialize_with = "http::deserialize_id")]
     product_id: u64,
 }
 
 pub async fn handler(svc: &BuyService, req: Request) -> Result<Response<Body>, Error> {
-    Ok(api::respond(buy(svc, &req).await))
+    Ok(http::respond(buy(svc, &req).await))
 }
 
 #[tracing::instrument(skip_all, fields(user, product_id))]
 async fn buy(svc: &BuyService, req: &Request) -> Result<Response<Body>, ApiError> {
-    let user = api::user(req)?;
-    let body: BuyRequest = api::json_body(req)?;
+    let user = http::user(req)?;
+    let body: BuyRequest = http::json_body(req)?;
     let span = tracing::Span::current();
     span.record("user", user.as_str());
     span.record("product_id", body.product_id);
     match svc.buy(&user, body.product_id).await? {
-        BuyOutcome::Queued { receipt, activity_id } => Ok(api::json(
+        BuyOutcome::Queued { receipt, activity_id } => Ok(http::json(
             StatusCode::ACCEPTED,
             &serde_json::json!({
                 "status": "queued",

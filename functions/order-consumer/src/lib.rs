@@ -5,10 +5,11 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
 use shared::{
-    config::{ConfigError, CoreConfig, SqsConfig, var},
-    pipeline::{self, OrderConsumer},
-    queue::{self, Queue},
+    config::{self, ConfigError, CoreConfig, SqsConfig},
+    lambda,
+    orders::OrderConsumer,
     sale,
+    sqs::{self, Queue},
 };
 
 #[derive(Debug, Clone)]
@@ -23,7 +24,7 @@ impl Config {
         Ok(Self {
             core: CoreConfig::from_env()?,
             sqs: SqsConfig::from_env()?,
-            payment_timeouts_queue_url: var("PAYMENT_TIMEOUTS_QUEUE_URL")?,
+            payment_timeouts_queue_url: config::payment_timeouts_queue_url()?,
         })
     }
 }
@@ -31,12 +32,12 @@ impl Config {
 pub async fn build(cfg: &Config) -> Result<OrderConsumer, Error> {
     Ok(OrderConsumer {
         sale: sale::connect(&cfg.core)?,
-        timeouts: Queue::new(queue::client(&cfg.sqs).await, cfg.payment_timeouts_queue_url.clone()),
+        timeouts: Queue::new(sqs::client(&cfg.sqs).await, cfg.payment_timeouts_queue_url.clone()),
     })
 }
 
 pub async fn handler(consumer: &OrderConsumer, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
     // Boxed: the batch future is deep enough to overflow the compiler's layout depth inline.
-    let failed = Box::pin(consumer.consume(&pipeline::records(&event.payload))).await;
-    Ok(pipeline::batch_response(failed))
+    let failed = Box::pin(consumer.consume(&lambda::records(&event.payload))).await;
+    Ok(lambda::batch_response(failed))
 }

@@ -5,11 +5,10 @@
 use chrono::SecondsFormat;
 use lambda_http::{Body, Error, Request, RequestExt, Response, http::Method, http::StatusCode};
 use shared::{
-    api::{self, ApiError},
     config::CoreConfig,
-    db::OrderRow,
-    domain::from_ms,
-    pipeline::{OrderView, Orders, PayOutcome},
+    domain::{OrderRow, from_ms},
+    http::{self, ApiError},
+    orders::{OrderView, Orders, PayOutcome},
     sale,
 };
 
@@ -21,7 +20,7 @@ pub fn build(cfg: &Config) -> Result<Orders, Error> {
 }
 
 pub async fn handler(orders: &Orders, req: Request) -> Result<Response<Body>, Error> {
-    Ok(api::respond(route(orders, &req).await))
+    Ok(http::respond(route(orders, &req).await))
 }
 
 fn time(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -45,7 +44,7 @@ fn stored_body(o: &OrderRow) -> serde_json::Value {
 
 #[tracing::instrument(skip_all, fields(receipt))]
 async fn route(orders: &Orders, req: &Request) -> Result<Response<Body>, ApiError> {
-    let user = api::user(req)?;
+    let user = http::user(req)?;
     let receipt = req
         .path_parameters_ref()
         .and_then(|p| p.first("receipt"))
@@ -54,15 +53,15 @@ async fn route(orders: &Orders, req: &Request) -> Result<Response<Body>, ApiErro
     tracing::Span::current().record("receipt", receipt.as_str());
     if req.method() == Method::POST {
         return match orders.pay(user.as_str(), &receipt).await? {
-            PayOutcome::Paid(o) => Ok(api::json(StatusCode::OK, &stored_body(&o))),
+            PayOutcome::Paid(o) => Ok(http::json(StatusCode::OK, &stored_body(&o))),
             PayOutcome::NotFound => Err(ApiError::OrderNotFound),
             PayOutcome::NotReady => Err(ApiError::OrderNotReady),
             PayOutcome::Cancelled => Err(ApiError::OrderCancelled),
         };
     }
     match orders.lookup(user.as_str(), &receipt).await? {
-        Some(OrderView::Stored(o)) => Ok(api::json(StatusCode::OK, &stored_body(&o))),
-        Some(OrderView::Processing { receipt, created_at_ms }) => Ok(api::json(
+        Some(OrderView::Stored(o)) => Ok(http::json(StatusCode::OK, &stored_body(&o))),
+        Some(OrderView::Processing { receipt, created_at_ms }) => Ok(http::json(
             StatusCode::OK,
             &serde_json::json!({
                 "receipt": receipt,

@@ -4,10 +4,11 @@
 
 use lambda_runtime::{Error, LambdaEvent};
 use shared::{
-    config::{ConfigError, CoreConfig, SqsConfig, var},
-    pipeline::{OutboxRetry, RetryReport},
-    queue::{self, Queue},
+    config::{self, ConfigError, CoreConfig, SqsConfig},
+    lambda,
+    orders::{OutboxRetry, RetryReport},
     sale,
+    sqs::{self, Queue},
 };
 
 #[derive(Debug, Clone)]
@@ -22,7 +23,7 @@ impl Config {
         Ok(Self {
             core: CoreConfig::from_env()?,
             sqs: SqsConfig::from_env()?,
-            orders_queue_url: var("ORDERS_QUEUE_URL")?,
+            orders_queue_url: config::orders_queue_url()?,
         })
     }
 }
@@ -30,12 +31,12 @@ impl Config {
 pub async fn build(cfg: &Config) -> Result<OutboxRetry, Error> {
     Ok(OutboxRetry {
         sale: sale::connect(&cfg.core)?,
-        orders: Queue::new(queue::client(&cfg.sqs).await, cfg.orders_queue_url.clone()),
+        orders: Queue::new(sqs::client(&cfg.sqs).await, cfg.orders_queue_url.clone()),
     })
 }
 
 /// The scheduled event's content does not matter: every run looks at all recent activities.
 pub async fn handler(retry: &OutboxRetry, _event: LambdaEvent<serde_json::Value>) -> Result<RetryReport, Error> {
     // Boxed: the run's future is deep enough to overflow the compiler's layout depth inline.
-    Ok(Box::pin(retry.run()).await?)
+    Box::pin(retry.run()).await.map_err(lambda::failure)
 }

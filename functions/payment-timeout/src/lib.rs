@@ -3,11 +3,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
-use shared::{
-    config::CoreConfig,
-    pipeline::{self, PaymentTimeouts},
-    sale,
-};
+use shared::{config::CoreConfig, lambda, orders::PaymentTimeouts, sale};
 
 /// Redis, MySQL and the sale's knobs; nothing else.
 pub type Config = CoreConfig;
@@ -18,6 +14,6 @@ pub fn build(cfg: &Config) -> Result<PaymentTimeouts, Error> {
 
 pub async fn handler(timeouts: &PaymentTimeouts, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
     // Boxed: the batch future is deep enough to overflow the compiler's layout depth inline.
-    let failed = Box::pin(timeouts.consume(&pipeline::records(&event.payload))).await;
-    Ok(pipeline::batch_response(failed))
+    let failed = Box::pin(timeouts.consume(&lambda::records(&event.payload))).await;
+    Ok(lambda::batch_response(failed))
 }

@@ -4,9 +4,9 @@
 use chrono::SecondsFormat;
 use lambda_http::{Body, Error, Request, Response, http::StatusCode};
 use shared::{
-    api::{self, ApiError},
     config::CoreConfig,
     domain::from_ms,
+    http::{self, ApiError},
     sale::{self, Sale},
 };
 
@@ -18,7 +18,7 @@ pub fn build(cfg: &Config) -> Result<Sale, Error> {
 }
 
 pub async fn handler(sale: &Sale, req: Request) -> Result<Response<Body>, Error> {
-    Ok(api::respond(stock(sale, &req).await))
+    Ok(http::respond(stock(sale, &req).await))
 }
 
 fn rfc3339(ms: i64) -> Option<String> {
@@ -27,10 +27,10 @@ fn rfc3339(ms: i64) -> Option<String> {
 
 #[tracing::instrument(skip_all, fields(product_id))]
 async fn stock(sale: &Sale, req: &Request) -> Result<Response<Body>, ApiError> {
-    let product_id = api::path_id(req, "product_id")?;
+    let product_id = http::path_id(req, "product_id")?;
     tracing::Span::current().record("product_id", product_id);
     let view = sale.stock(product_id).await?;
-    Ok(api::json(
+    Ok(http::json(
         StatusCode::OK,
         &serde_json::json!({
             "product_id": view.product_id,

@@ -4,9 +4,9 @@
 
 use lambda_runtime::{Error, LambdaEvent};
 use shared::{
-    admin::WarmReport,
-    config::{ConfigError, CoreConfig},
-    sale::{self, Sale},
+    config::{self, ConfigError, CoreConfig},
+    lambda,
+    sale::{self, Sale, WarmReport},
 };
 
 #[derive(Debug, Clone)]
@@ -17,13 +17,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let secs = match std::env::var("WARMUP_HORIZON_SECS") {
-            Ok(v) => v
-                .parse()
-                .map_err(|_| ConfigError::Malformed { name: "WARMUP_HORIZON_SECS", reason: format!("{v:?}") })?,
-            Err(_) => 3600,
-        };
-        Ok(Self { core: CoreConfig::from_env()?, horizon: std::time::Duration::from_secs(secs) })
+        Ok(Self { core: CoreConfig::from_env()?, horizon: config::warmup_horizon()? })
     }
 }
 
@@ -37,5 +31,5 @@ pub fn build(cfg: &Config) -> Result<Warmup, Error> {
 }
 
 pub async fn handler(w: &Warmup, _event: LambdaEvent<serde_json::Value>) -> Result<WarmReport, Error> {
-    Ok(Box::pin(w.sale.warm_upcoming(w.horizon)).await?)
+    Box::pin(w.sale.warm_upcoming(w.horizon)).await.map_err(lambda::failure)
 }

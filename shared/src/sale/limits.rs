@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::scripts::Limits;
+use crate::redis::scripts::buy::Limits;
 
 #[derive(Debug)]
 struct Bucket {

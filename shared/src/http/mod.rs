@@ -1,22 +1,25 @@
 //! The HTTP boundary shared by every HTTP function: the error type (status, code, JSON body),
-//! reading the caller's identity from the authorizer claims, and parsing bodies and paths.
+//! reading the caller's identity from the authorizer claims ([`identity`]), and parsing
+//! bodies, paths and queries ([`parse`]).
 //!
 //! 4xx answers are values, not `Err`: a handler returns `Ok(response)` for them. Internal
 //! causes are logged here, once, with their chain, and never sent to the client.
 
+pub mod identity;
+pub mod parse;
+
 use std::time::Duration;
 
 use lambda_http::{
-    Body, Request, RequestExt, Response,
+    Body, Response,
     http::{HeaderValue, StatusCode, header},
-    request::RequestContext,
 };
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
 
-use crate::{domain::UserId, sale::SaleError};
+pub use identity::{has_admin_scope, require_admin, user};
+pub use parse::{MAX_BODY_BYTES, deserialize_id, json_body, path_id, query};
 
-/// Largest request body any route accepts.
-pub const MAX_BODY_BYTES: usize = 4 * 1024;
+use crate::{admin::AdminError, sale::SaleError, telemetry::error_chain};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -117,31 +120,15 @@ impl From<SaleError> for ApiError {
     }
 }
 
-impl From<crate::admin::AdminError> for ApiError {
-    fn from(e: crate::admin::AdminError) -> Self {
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
         match e {
-            crate::admin::AdminError::Invalid(msg) => Self::InvalidRequest(msg),
-            crate::admin::AdminError::NotFound => Self::ActivityNotFound,
-            crate::admin::AdminError::Sale(e) => e.into(),
+            AdminError::Invalid(msg) => Self::InvalidRequest(msg),
+            AdminError::NotFound => Self::ActivityNotFound,
+            AdminError::Sale(e) => e.into(),
+            other @ AdminError::Publish(_) => Self::Unavailable(Box::new(other)),
         }
     }
-}
-
-/// A query-string parameter, if present.
-pub fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.query_string_parameters_ref().and_then(|q| q.first(name))
-}
-
-/// "outer: inner: innermost", for logs.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    out
 }
 
 /// A JSON response.
@@ -156,70 +143,4 @@ pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Bo
 /// Turns a handler's `Result` into the response; the one place where errors become bodies.
 pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {
     result.unwrap_or_else(ApiError::into_response)
-}
-
-/// The JWT claims the HttpApi authorizer (or the local runner, identically) put in the
-/// request context.
-fn claims(req: &Request) -> Option<&std::collections::HashMap<String, String>> {
-    match req.request_context_ref()? {
-        RequestContext::ApiGatewayV2(ctx) => Some(&ctx.authorizer.as_ref()?.jwt.as_ref()?.claims),
-        #[allow(unreachable_patterns)]
-        _ => None,
-    }
-}
-
-/// The calling user (`sub`), or 401.
-pub fn user(req: &Request) -> Result<UserId, ApiError> {
-    let sub = claims(req).and_then(|c| c.get("sub")).ok_or(ApiError::Unauthenticated)?;
-    UserId::parse(sub).ok_or(ApiError::Unauthenticated)
-}
-
-/// Whether a `scope` claim (space-separated, or API Gateway's "[a b]" form) grants `admin`.
-/// Cognito names custom scopes `<resource server>/<scope>`, so `…/admin` counts too.
-pub fn has_admin_scope(scope: &str) -> bool {
-    scope.trim_matches(|c| c == '[' || c == ']').split_whitespace().any(|s| s == "admin" || s.ends_with("/admin"))
-}
-
-/// 401 without a user, 403 without the `admin` scope.
-pub fn require_admin(req: &Request) -> Result<UserId, ApiError> {
-    let user = user(req)?;
-    let scope = claims(req).and_then(|c| c.get("scope")).map(String::as_str).unwrap_or("");
-    if has_admin_scope(scope) { Ok(user) } else { Err(ApiError::Forbidden) }
-}
-
-/// The body as `T` (which should deny unknown fields), or a 4xx that says what is wrong.
-pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
-    let bytes: &[u8] = req.body().as_ref();
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge);
-    }
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => return Err(ApiError::InvalidRequest("a JSON body is required".into())),
-        // serde would also read a struct from a JSON array; the contract says object.
-        Some(b'{') => {}
-        Some(_) => return Err(ApiError::InvalidRequest("the body must be a JSON object".into())),
-    }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
-}
-
-/// A positive integer id from the path.
-pub fn path_id(req: &Request, name: &str) -> Result<u64, ApiError> {
-    let raw = req
-        .path_parameters_ref()
-        .and_then(|p| p.first(name))
-        .ok_or_else(|| ApiError::InvalidRequest(format!("missing path parameter {name}")))?;
-    raw.parse::<u64>()
-        .ok()
-        .filter(|id| crate::domain::valid_id(*id))
-        .ok_or_else(|| ApiError::InvalidRequest(format!("{name} must be an integer between 1 and 2^53-1")))
-}
-
-/// Deserializes an id field, refusing 0, negatives and anything above 2^53-1.
-pub fn deserialize_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let id = <u64 as serde::Deserialize>::deserialize(d)?;
-    if crate::domain::valid_id(id) {
-        Ok(id)
-    } else {
-        Err(serde::de::Error::custom("an id must be between 1 and 2^53-1"))
-    }
 }

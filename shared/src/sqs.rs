@@ -6,6 +6,7 @@ use aws_sdk_sqs::{Client, config::Credentials, error::DisplayErrorContext, types
 
 use crate::config::SqsConfig;
 
+#[tracing::instrument(skip(cfg), fields(endpoint = ?cfg.endpoint_url))]
 pub async fn client(cfg: &SqsConfig) -> Client {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .operation_timeout(cfg.operation_timeout)
@@ -127,6 +128,7 @@ impl Queue {
         futures::future::join_all(batches).await.into_iter().flatten().collect()
     }
 
+    #[tracing::instrument(skip(self, chunk), fields(queue = %self.url, n = chunk.len()))]
     async fn send_batch(&self, chunk: &[(String, String)], delay: Duration) -> Vec<String> {
         let all_keys = || chunk.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
         let mut request = self.client.send_message_batch().queue_url(&self.url);

@@ -1,0 +1,91 @@
+//! The catalog an admin manages: products, activities, order lists, and warming one activity.
+
+use serde::Serialize;
+
+use super::{
+    Admin, AdminError,
+    validation::{invalid, validate_activity, validate_product},
+};
+use crate::{
+    domain::{Activity, NewActivity, NewProduct, OrderRow, OrderStatus, Page, Product, SaleState},
+    redis::scripts::load_sale::LoadReply,
+};
+
+/// What warming one activity did, and the sale as it reads now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warmed {
+    pub activity_id: u64,
+    pub product_id: u64,
+    /// "written" or "refreshed".
+    pub result: &'static str,
+    pub stock: i64,
+    pub state: SaleState,
+}
+
+impl Admin {
+    #[tracing::instrument(skip(self, p), err)]
+    pub async fn create_product(&self, admin: &str, p: &NewProduct) -> Result<Product, AdminError> {
+        validate_product(p)?;
+        let id = self.sale.list_product(p).await?;
+        tracing::info!(admin, action = "create_product", product_id = id, name = %p.name, "admin action");
+        self.db().product(id).await?.ok_or(AdminError::NotFound)
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    pub async fn list_products(&self, page: u32, per: u32) -> Result<Page<Product>, AdminError> {
+        Ok(self.db().list_products(page, per).await?)
+    }
+
+    #[tracing::instrument(skip(self, a), err)]
+    pub async fn create_activity(&self, admin: &str, a: &NewActivity) -> Result<Activity, AdminError> {
+        validate_activity(a)?;
+        if self.db().product(a.product_id).await?.is_none() {
+            return Err(invalid(format!("product {} does not exist", a.product_id)));
+        }
+        let id = self.db().insert_activity(a).await?;
+        tracing::info!(
+            admin,
+            action = "create_activity",
+            activity_id = id,
+            product_id = a.product_id,
+            stock = a.stock,
+            "admin action"
+        );
+        self.db().activity(id).await?.ok_or(AdminError::NotFound)
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    pub async fn list_activities(&self, page: u32, per: u32) -> Result<Page<Activity>, AdminError> {
+        Ok(self.db().list_activities(page, per).await?)
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    pub async fn list_orders(
+        &self,
+        activity_id: Option<u64>,
+        status: Option<OrderStatus>,
+        page: u32,
+        per: u32,
+    ) -> Result<Page<OrderRow>, AdminError> {
+        Ok(self.db().list_orders(activity_id, status, page, per).await?)
+    }
+
+    /// Warms one activity on an admin's request; answers with the sale as it reads now.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn warm(&self, admin: &str, activity_id: u64) -> Result<Warmed, AdminError> {
+        let activity = self.db().activity(activity_id).await?.ok_or(AdminError::NotFound)?;
+        let reply = self.sale.warm(&activity).await?;
+        tracing::info!(admin, action = "warmup", activity_id, ?reply, "admin action");
+        let view = self.sale.stock(activity.product_id).await?;
+        Ok(Warmed {
+            activity_id: activity.id,
+            product_id: activity.product_id,
+            result: match reply {
+                LoadReply::Refreshed => "refreshed",
+                _ => "written",
+            },
+            stock: view.stock,
+            state: view.state,
+        })
+    }
+}

@@ -1,0 +1,59 @@
+//! Running a sale: validated admin writes, paginated lists, warm-up on request, publishing the
+//! static page, and the reconcile report. Every admin action is logged with who did it.
+//!
+//! - [`validation`]: paging and body checks (400s).
+//! - [`catalog`]: products, activities, order lists, warm-up of one activity.
+//! - [`publish`]: the static sale page, rendered and written.
+//! - [`reconcile`]: invariant 1 for one activity.
+
+pub mod catalog;
+pub mod publish;
+pub mod reconcile;
+pub mod validation;
+
+pub use catalog::Warmed;
+pub use publish::{Published, render_page};
+pub use reconcile::Reconcile;
+pub use validation::{DEFAULT_PER, MAX_PER, paging};
+
+use crate::{
+    mysql::Db,
+    redis::StoreError,
+    sale::{Sale, SaleError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("not found")]
+    NotFound,
+    #[error("the page could not be written")]
+    Publish(#[source] std::io::Error),
+    #[error(transparent)]
+    Sale(#[from] SaleError),
+}
+
+impl From<sqlx::Error> for AdminError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Sale(SaleError::Mysql(e))
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        Self::Sale(SaleError::Redis(e))
+    }
+}
+
+/// The admin function's state: the sale (Redis, MySQL) and where pages are published.
+pub struct Admin {
+    pub sale: Sale,
+    pub publish_dir: std::path::PathBuf,
+}
+
+impl Admin {
+    fn db(&self) -> &Db {
+        &self.sale.db
+    }
+}

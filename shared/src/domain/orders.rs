@@ -1,0 +1,91 @@
+//! Orders as MySQL keeps them, and what lists and reports return.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::OrderMessage;
+
+/// An order's status in MySQL (the API adds `processing` for a purchase not yet written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    PendingPayment,
+    Paid,
+    Cancelled,
+    Failed,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PendingPayment => "pending_payment",
+            Self::Paid => "paid",
+            Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for OrderStatus {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "pending_payment" => Ok(Self::PendingPayment),
+            "paid" => Ok(Self::Paid),
+            "cancelled" => Ok(Self::Cancelled),
+            "failed" => Ok(Self::Failed),
+            _ => Err(()),
+        }
+    }
+}
+
+/// An order row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderRow {
+    pub id: u64,
+    pub receipt: String,
+    pub activity_id: u64,
+    pub product_id: u64,
+    pub user_id: String,
+    pub status: OrderStatus,
+    pub price_cents: i64,
+    pub created_at: DateTime<Utc>,
+    pub pay_by: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+/// A row the consumer inserts.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub message: OrderMessage,
+    pub price_cents: i64,
+    pub pay_by: DateTime<Utc>,
+}
+
+/// An order as the rebuild of a sale needs it.
+#[derive(Debug, Clone)]
+pub struct OrderKey {
+    pub receipt: String,
+    pub user_id: String,
+    /// Cancelled (or dead-lettered): its unit is back in stock.
+    pub unit_returned: bool,
+}
+
+/// One page of a list, in stable id order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub page: u32,
+    pub per: u32,
+    pub total: u64,
+}
+
+/// Order counts of one activity by status.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub pending_payment: i64,
+    pub paid: i64,
+    pub cancelled: i64,
+    pub failed: i64,
+}

@@ -1,0 +1,67 @@
+//! `payment-timeout`: cancels an unpaid order and restores its unit, once.
+
+use crate::{
+    domain::{OrderStatus, Record, TimeoutMessage},
+    redis::scripts::restore::RestoreReply,
+    sale::{Sale, SaleError},
+    telemetry::error_chain,
+};
+
+/// What a payment timeout did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// Cancelled now or by an earlier attempt; the unit's restore is `RestoreReply`.
+    Cancelled(RestoreReply),
+    /// Paid (or failed) before the timeout: nothing to do.
+    Untouched,
+    /// No such order (should not happen: the timeout is sent after the insert).
+    UnknownOrder,
+}
+
+/// `payment-timeout`: cancels an unpaid order and restores its unit, once.
+pub struct PaymentTimeouts {
+    pub sale: Sale,
+}
+
+impl PaymentTimeouts {
+    #[tracing::instrument(skip(self), fields(receipt = %msg.receipt), err)]
+    pub async fn expire(&self, msg: &TimeoutMessage) -> Result<Expired, SaleError> {
+        if !self.sale.db.cancel_if_pending(&msg.receipt).await? {
+            // Not cancelled by this call: paid, or cancelled by an attempt that may have
+            // crashed before restoring (the restore below is idempotent).
+            match self.sale.db.order(&msg.receipt).await? {
+                Some(o) if o.status == OrderStatus::Cancelled => {}
+                Some(_) => return Ok(Expired::Untouched),
+                None => {
+                    tracing::warn!(receipt = %msg.receipt, "timeout for an order that does not exist");
+                    return Ok(Expired::UnknownOrder);
+                }
+            }
+        }
+        let restored = self.sale.restore_unit(msg.product_id, msg.activity_id, &msg.receipt).await?;
+        tracing::info!(receipt = %msg.receipt, ?restored, "unpaid order cancelled");
+        Ok(Expired::Cancelled(restored))
+    }
+
+    /// One batch; returns the ids of failed records.
+    #[tracing::instrument(skip_all, fields(records = records.len()))]
+    pub async fn consume(&self, records: &[Record]) -> Vec<String> {
+        let work = records.iter().map(|r| async move {
+            let msg = match serde_json::from_str::<TimeoutMessage>(&r.body) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(error = %e, id = %r.id, body = %r.body, "timeout message does not parse");
+                    return Some(r.id.clone());
+                }
+            };
+            match self.expire(&msg).await {
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::error!(error = %error_chain(&e), receipt = %msg.receipt, "timeout failed; will be redelivered");
+                    Some(r.id.clone())
+                }
+            }
+        });
+        futures::future::join_all(work).await.into_iter().flatten().collect()
+    }
+}

@@ -1,0 +1,147 @@
+//! The Redis adapter: the connection, the key names, the bloom filter and one file per Lua
+//! script (its `Script`, its invocation and its reply enum together, in [`scripts`]).
+//!
+//! Nothing above this module builds a Redis command: capabilities call the narrow methods of
+//! [`RedisStore`], which speak domain types only.
+
+pub mod bloom;
+pub mod keys;
+pub mod scripts;
+
+use std::time::Duration;
+
+use redis::{AsyncCommands, aio::ConnectionManager};
+
+pub use keys::Keys;
+pub use scripts::ReplyError;
+
+use crate::{config::RedisConfig, domain::OrderMessage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+}
+
+/// One product's sale as Redis holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleSnapshot {
+    /// 0 = the product has no activity (negative cache entry).
+    pub activity_id: u64,
+    pub stock: i64,
+    pub starts_at_ms: i64,
+    pub ends_at_ms: i64,
+}
+
+/// What the reconcile report reads of Redis in one atomic step.
+#[derive(Debug, Clone)]
+pub struct SaleAndOutbox {
+    /// (activity id, stock) of the sale Redis holds, if any.
+    pub live: Option<(u64, i64)>,
+    pub outbox: Vec<OrderMessage>,
+}
+
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+}
+
+/// Parses an outbox entry; one that does not parse is logged here, where it is dropped.
+fn parse_entry(raw: &str) -> Option<OrderMessage> {
+    match serde_json::from_str(raw) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::error!(error = %e, entry = %raw, "outbox entry is not an order message; skipped");
+            None
+        }
+    }
+}
+
+impl RedisStore {
+    /// Connects lazily: a cold start does not fail because Redis is briefly away; a request
+    /// that finds it away gets 503. Timeouts are short so that answer comes quickly.
+    pub fn new(cfg: &RedisConfig) -> Result<Self, StoreError> {
+        let client = redis::Client::open(cfg.url.as_str())?;
+        let manager_cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(cfg.connect_timeout))
+            .set_response_timeout(Some(cfg.response_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let conn = ConnectionManager::new_lazy_with_config(client, manager_cfg)?;
+        Ok(Self { conn, keys: Keys::new(cfg.key_prefix.clone()) })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// A connection handle (cheap: it shares the manager's multiplexed connection).
+    pub fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    pub async fn sale(&self, product_id: u64) -> Result<Option<SaleSnapshot>, StoreError> {
+        let fields: Vec<Option<i64>> = redis::cmd("HMGET")
+            .arg(self.keys.sale(product_id))
+            .arg(&["activity_id", "stock", "starts_at", "ends_at"])
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(match fields.as_slice() {
+            [Some(activity_id), Some(stock), Some(starts_at_ms), Some(ends_at_ms)] => Some(SaleSnapshot {
+                activity_id: u64::try_from(*activity_id).unwrap_or(0),
+                stock: *stock,
+                starts_at_ms: *starts_at_ms,
+                ends_at_ms: *ends_at_ms,
+            }),
+            _ => None,
+        })
+    }
+
+    /// Takes the product's rebuild lock: true when this caller (its `token`) holds it now.
+    #[tracing::instrument(skip(self, token), err)]
+    pub async fn try_lock(&self, product_id: u64, ttl: Duration, token: &str) -> Result<bool, StoreError> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.keys.rebuild_lock(product_id))
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Order messages still in the product's outbox (not yet acknowledged by the consumer).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn outbox(&self, product_id: u64) -> Result<Vec<OrderMessage>, StoreError> {
+        let raw: Vec<String> = self.conn().hvals(self.keys.outbox(product_id)).await?;
+        Ok(raw.iter().filter_map(|m| parse_entry(m)).collect())
+    }
+
+    /// One outbox entry, if it is still there.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn outbox_entry(&self, product_id: u64, receipt: &str) -> Result<Option<OrderMessage>, StoreError> {
+        let raw: Option<String> = self.conn().hget(self.keys.outbox(product_id), receipt).await?;
+        Ok(raw.and_then(|m| parse_entry(&m)))
+    }
+
+    /// The live activity and its stock, and the outbox's messages, read atomically.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn sale_and_outbox(&self, product_id: u64) -> Result<SaleAndOutbox, StoreError> {
+        let k = &self.keys;
+        let ((activity, stock), raw): ((Option<u64>, Option<i64>), Vec<String>) = redis::pipe()
+            .atomic()
+            .cmd("HMGET")
+            .arg(k.sale(product_id))
+            .arg(&["activity_id", "stock"])
+            .hvals(k.outbox(product_id))
+            .query_async(&mut self.conn())
+            .await?;
+        let outbox = raw.iter().filter_map(|m| parse_entry(m)).collect();
+        Ok(SaleAndOutbox { live: activity.zip(stock), outbox })
+    }
+}

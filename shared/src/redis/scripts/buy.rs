@@ -1,0 +1,134 @@
+//! `lua/buy.lua`: one purchase attempt, atomically (per-user limit, window, one-per-user,
+//! decrement, outbox entry).
+
+use std::{sync::LazyLock, time::Duration};
+
+use redis::{Script, Value};
+
+use super::{ReplyError, int, text};
+use crate::redis::{RedisStore, StoreError};
+
+static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/buy.lua")));
+
+/// What `buy.lua` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuyReply {
+    /// The product's sale is not in Redis: rebuild it, then try again.
+    NotLoaded,
+    /// The product exists but has no activity.
+    NoActivity,
+    Queued {
+        receipt: String,
+        message: String,
+        limits: Limits,
+    },
+    SoldOut {
+        limits: Limits,
+    },
+    AlreadyBought {
+        receipt: String,
+        limits: Limits,
+    },
+    NotStarted {
+        starts_at_ms: i64,
+        limits: Limits,
+    },
+    Ended {
+        ends_at_ms: i64,
+        limits: Limits,
+    },
+    /// The per-user limit; retry after this many milliseconds.
+    UserLimited {
+        retry_after_ms: i64,
+        limits: Limits,
+    },
+}
+
+/// The activity's per-instance token bucket settings, carried back by every reply so an
+/// instance follows an admin's change without a deploy and without an extra round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub rate_per_sec: u32,
+    pub burst: u32,
+}
+
+impl BuyReply {
+    pub fn from_value(value: &Value) -> Result<Self, ReplyError> {
+        let bad = |detail: String| ReplyError::new("buy.lua", detail);
+        let Value::Array(items) = value else {
+            return Err(bad(format!("{value:?}")));
+        };
+        let code = int(items.first()).ok_or_else(|| bad(format!("{items:?}")))?;
+        let detail = || text(items.get(1)).ok_or_else(|| bad(format!("{items:?}")));
+        let limits = Limits {
+            rate_per_sec: int(items.get(2)).and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+            burst: int(items.get(3)).and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+        };
+        let detail_int = || int(items.get(1)).ok_or_else(|| bad(format!("{items:?}")));
+        Ok(match code {
+            0 => Self::NotLoaded,
+            7 => Self::NoActivity,
+            1 => Self::Queued {
+                receipt: detail()?,
+                message: text(items.get(4)).ok_or_else(|| bad(format!("{items:?}")))?,
+                limits,
+            },
+            2 => Self::SoldOut { limits },
+            3 => Self::AlreadyBought { receipt: detail()?, limits },
+            4 => Self::NotStarted { starts_at_ms: detail_int()?, limits },
+            5 => Self::Ended { ends_at_ms: detail_int()?, limits },
+            6 => Self::UserLimited { retry_after_ms: detail_int()?, limits },
+            other => return Err(bad(format!("code {other}"))),
+        })
+    }
+}
+
+impl RedisStore {
+    #[tracing::instrument(skip(self), err)]
+    pub async fn buy(&self, product_id: u64, user: &str, retry_after: Duration) -> Result<BuyReply, StoreError> {
+        let k = &self.keys;
+        let value: Value = SCRIPT
+            .key(k.sale(product_id))
+            .key(k.buyers(product_id))
+            .key(k.outbox(product_id))
+            .key(k.outbox_due(product_id))
+            .key(k.user_limit(product_id, user))
+            .arg(user)
+            .arg(product_id)
+            .arg(retry_after.as_millis() as u64)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(BuyReply::from_value(&value)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_queued_reply_carries_receipt_message_and_limits() -> Result<(), Box<dyn std::error::Error>> {
+        let v = Value::Array(vec![Value::Int(1), bulk("3-7-alice-100"), Value::Int(500), Value::Int(50), bulk("{}")]);
+        let reply = BuyReply::from_value(&v)?;
+        assert_eq!(
+            reply,
+            BuyReply::Queued {
+                receipt: "3-7-alice-100".into(),
+                message: "{}".into(),
+                limits: Limits { rate_per_sec: 500, burst: 50 }
+            }
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_unknown_code_is_an_error_not_a_guess() {
+        let v = Value::Array(vec![Value::Int(42), bulk(""), Value::Int(0), Value::Int(0)]);
+        assert!(BuyReply::from_value(&v).is_err());
+        assert!(BuyReply::from_value(&Value::Nil).is_err());
+    }
+}

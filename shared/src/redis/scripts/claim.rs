@@ -1,0 +1,60 @@
+//! `lua/claim.lua`: claims outbox entries due for a resend, atomically, so overlapping
+//! `outbox-retry` runs claim disjoint entries.
+
+use std::{sync::LazyLock, time::Duration};
+
+use redis::{Script, Value};
+
+use super::{ReplyError, int, text};
+use crate::redis::{RedisStore, StoreError};
+
+static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/claim.lua")));
+
+/// One outbox entry `claim.lua` handed to this `outbox-retry` run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub receipt: String,
+    pub message: String,
+    pub attempts: u32,
+}
+
+impl Claimed {
+    pub fn from_value(value: &Value) -> Result<Vec<Self>, ReplyError> {
+        let bad = |detail: String| ReplyError::new("claim.lua", detail);
+        let Value::Array(items) = value else { return Err(bad(format!("{value:?}"))) };
+        items
+            .chunks(3)
+            .map(|c| {
+                Ok(Self {
+                    receipt: text(c.first()).ok_or_else(|| bad(format!("{c:?}")))?,
+                    message: text(c.get(1)).ok_or_else(|| bad(format!("{c:?}")))?,
+                    attempts: int(c.get(2)).and_then(|n| u32::try_from(n).ok()).ok_or_else(|| bad(format!("{c:?}")))?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl RedisStore {
+    /// Claims up to `limit` entries due now; claimed ones become due again after `backoff`.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn claim_due(
+        &self,
+        product_id: u64,
+        now_ms: i64,
+        backoff: Duration,
+        limit: u32,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let k = &self.keys;
+        let value: Value = SCRIPT
+            .key(k.outbox(product_id))
+            .key(k.outbox_due(product_id))
+            .key(k.outbox_attempts(product_id))
+            .arg(now_ms)
+            .arg(now_ms + backoff.as_millis() as i64)
+            .arg(limit)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(Claimed::from_value(&value)?)
+    }
+}

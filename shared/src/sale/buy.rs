@@ -1,0 +1,88 @@
+//! One press of "buy": the instance's token bucket, then one atomic Lua call decides; on
+//! success the order message goes to SQS.
+
+use std::time::{Duration, Instant};
+
+use super::{Sale, SaleError, limits::Limiter};
+use crate::{
+    domain::{OrderMessage, SaleState, UserId},
+    redis::scripts::buy::BuyReply,
+    sqs::Queue,
+};
+
+/// What became of one press of "buy".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuyOutcome {
+    Queued { receipt: String, activity_id: u64 },
+    SoldOut,
+    AlreadyBought { receipt: String },
+    NotOpen { state: SaleState, at_ms: i64 },
+    RateLimited { retry_after: Duration },
+}
+
+/// The buy function's state: the sale, the `orders` queue and this instance's token buckets.
+pub struct BuyService {
+    pub sale: Sale,
+    pub queue: Queue,
+    pub limiter: Limiter,
+}
+
+impl BuyService {
+    /// One atomic Lua call decides; on success the order message goes to SQS. A failed send
+    /// does not undo the purchase: the outbox entry written by the same Lua call is resent by
+    /// `outbox-retry`.
+    #[tracing::instrument(skip(self, user), fields(user = user.as_str()), err)]
+    pub async fn buy(&self, user: &UserId, product_id: u64) -> Result<BuyOutcome, SaleError> {
+        if let Err(retry_after) = self.limiter.try_acquire(product_id, Instant::now()) {
+            return Ok(BuyOutcome::RateLimited { retry_after });
+        }
+        let mut rebuilt = false;
+        loop {
+            let reply = self.sale.redis.buy(product_id, user.as_str(), self.sale.cfg.outbox_retry_after).await?;
+            let learn = |limits| self.limiter.learn(product_id, limits, Instant::now());
+            return Ok(match reply {
+                BuyReply::NotLoaded if !rebuilt => {
+                    self.sale.ensure_loaded(product_id).await?;
+                    rebuilt = true;
+                    continue;
+                }
+                BuyReply::NotLoaded => return Err(SaleError::RebuildBusy),
+                BuyReply::NoActivity => return Err(SaleError::ProductNotFound),
+                BuyReply::Queued { receipt, message, limits } => {
+                    learn(limits);
+                    let activity_id = match serde_json::from_str::<OrderMessage>(&message) {
+                        Ok(m) => m.activity_id,
+                        Err(e) => {
+                            tracing::error!(error = %e, %message, "buy.lua wrote a message that does not parse");
+                            0
+                        }
+                    };
+                    if let Err(e) = self.queue.send(&message).await {
+                        tracing::warn!(error = %e, %receipt, "order message not sent now; outbox-retry will resend it");
+                    }
+                    BuyOutcome::Queued { receipt, activity_id }
+                }
+                BuyReply::SoldOut { limits } => {
+                    learn(limits);
+                    BuyOutcome::SoldOut
+                }
+                BuyReply::AlreadyBought { receipt, limits } => {
+                    learn(limits);
+                    BuyOutcome::AlreadyBought { receipt }
+                }
+                BuyReply::NotStarted { starts_at_ms, limits } => {
+                    learn(limits);
+                    BuyOutcome::NotOpen { state: SaleState::Upcoming, at_ms: starts_at_ms }
+                }
+                BuyReply::Ended { ends_at_ms, limits } => {
+                    learn(limits);
+                    BuyOutcome::NotOpen { state: SaleState::Ended, at_ms: ends_at_ms }
+                }
+                BuyReply::UserLimited { retry_after_ms, limits } => {
+                    learn(limits);
+                    BuyOutcome::RateLimited { retry_after: Duration::from_millis(retry_after_ms.max(0) as u64) }
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The sale: everything up to the 202, on the hot path.
+//!
+//! - [`buy`]: one press of "buy" (instance limit, one Lua call, the order message to SQS).
+//! - [`stock`]: the stock view a page polls (Redis only).
+//! - [`rebuild`]: the cache-miss rebuild (bloom filter first, one rebuilder at a time) and what
+//!   Redis should hold for an activity, derived from MySQL and the outbox.
+//! - [`warm`]: warm-up of one activity and the scheduled warm-up.
+//! - [`restore`]: a returned purchase's unit back in stock, once.
+//! - [`bloom`]: listing a product (its row, then its bloom bits) and refilling a lost filter.
+//! - [`limits`]: the per-instance token bucket.
+
+pub mod bloom;
+pub mod buy;
+pub mod limits;
+pub mod rebuild;
+pub mod restore;
+pub mod stock;
+pub mod warm;
+
+pub use buy::{BuyOutcome, BuyService};
+pub use stock::StockView;
+pub use warm::WarmReport;
+
+use crate::{
+    config::{CoreConfig, SaleConfig},
+    mysql::Db,
+    redis::{RedisStore, StoreError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SaleError {
+    #[error("no such product")]
+    ProductNotFound,
+    #[error("redis is unavailable")]
+    Redis(#[from] StoreError),
+    #[error("mysql is unavailable")]
+    Mysql(#[from] sqlx::Error),
+    #[error("another caller is rebuilding the sale and did not finish in time")]
+    RebuildBusy,
+}
+
+/// Redis + MySQL, as every sale path needs them.
+#[derive(Clone)]
+pub struct Sale {
+    pub redis: RedisStore,
+    pub db: Db,
+    pub cfg: SaleConfig,
+}
+
+/// Builds the sale's state once per cold start (no connection is opened yet: Redis and MySQL
+/// connect on first use).
+pub fn connect(core: &CoreConfig) -> Result<Sale, SaleError> {
+    Ok(Sale { redis: RedisStore::new(&core.redis)?, db: Db::connect_lazy(&core.mysql), cfg: core.sale.clone() })
+}

@@ -1,0 +1,24 @@
+//! A returned purchase's unit back in stock, once per receipt (`restore.lua`'s `restored` set).
+
+use super::{Sale, SaleError};
+use crate::redis::scripts::restore::RestoreReply;
+
+impl Sale {
+    /// Gives a returned purchase's unit back, once. If the sale is not in Redis, it is rebuilt
+    /// first (the rebuild already counts this unit as returned, so the retry finds it done).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn restore_unit(
+        &self,
+        product_id: u64,
+        activity_id: u64,
+        receipt: &str,
+    ) -> Result<RestoreReply, SaleError> {
+        match self.redis.restore(product_id, activity_id, receipt).await? {
+            RestoreReply::NotLoaded => {
+                self.ensure_loaded(product_id).await?;
+                Ok(self.redis.restore(product_id, activity_id, receipt).await?)
+            }
+            done => Ok(done),
+        }
+    }
+}
