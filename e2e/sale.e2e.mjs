@@ -162,17 +162,36 @@ test('a buyer watches the countdown, buys the last item and pays for it', { time
   await page.locator('#buy:enabled').waitFor({ timeout: 5000 });
   await shot(page, '2-open.png');
 
-  // Buy: queued, and the button stays off (one request, then the order is followed).
+  // Buy, and lose the answer on its way back: the server sold the unit, the page never heard.
+  // The page asks again; the repeated buy answers 409 already_bought with the receipt, and the
+  // page follows that order (a lost 202 is recoverable).
+  let buys = 0;
+  await page.route('**/buy', async (route) => {
+    buys += 1;
+    if (buys === 1) {
+      await route.fetch();
+      await route.abort('connectionreset');
+    } else {
+      await route.continue();
+    }
+  });
   await page.locator('#buy').click();
-  await waitText(page, '#outcome', "You're in");
+  await waitText(page, '#outcome', /Receipt \d+-\d+-/, 15_000);
   const outcome = await page.locator('#outcome').textContent();
   assert.match(outcome, new RegExp(`Receipt ${activity.id}-${product.id}-`), `outcome names the receipt: ${outcome}`);
+  assert.equal(buys, 2, 'the lost buy was asked again, once');
   assert.ok(await page.locator('#buy').isDisabled(), 'buy is disabled after a successful buy');
   await shot(page, '3-queued.png');
 
   // The order is written and awaits payment.
   await waitText(page, '#order-status', 'Pending payment', 30_000);
   await page.locator('#pay').waitFor({ state: 'visible', timeout: 5000 });
+
+  // A reload resumes the order view (the receipt is kept in localStorage).
+  await page.reload();
+  await waitText(page, '#order-status', 'Pending payment', 15_000);
+  await page.locator('#pay').waitFor({ state: 'visible', timeout: 5000 });
+  assert.ok(await page.locator('#buy').isDisabled(), 'buy stays disabled after a reload');
   await shot(page, '4-pending-payment.png');
 
   await page.locator('#pay').click();

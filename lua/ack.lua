@@ -7,7 +7,8 @@
 -- ARGV: triples activity_id, user, receipt
 -- Reply {adopted, oversold}: oversold counts adoptions that found no unit left (the unit had
 -- been handed out again before the message arrived); the caller logs them loudly.
-local live = redis.call('HGET', KEYS[1], 'activity_id')
+local sale = redis.call('HMGET', KEYS[1], 'activity_id', 'expire_at')
+local live = sale[1]
 local adopted, oversold = 0, 0
 for i = 1, #ARGV, 3 do
   local activity, user, receipt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -24,6 +25,7 @@ for i = 1, #ARGV, 3 do
     else
       oversold = oversold + 1
     end
+    if sale[2] then redis.call('PEXPIREAT', KEYS[2], sale[2]) end
   end
 end
 return {adopted, oversold}

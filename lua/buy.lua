@@ -1,31 +1,31 @@
--- One purchase attempt, atomically: per-user limit, sale window, one-per-user, decrement, outbox.
+-- One purchase attempt, atomically: one-per-user (a repeat gets its receipt back), sale window,
+-- per-user limit, decrement, outbox.
 -- Every key shares the product's hash tag, so this runs unchanged on Redis Cluster.
 --
 -- KEYS[1] sale      hash: activity_id, stock (-1 = unlimited), starts_at, ends_at (ms since
---                   epoch), per_user_per_min, rate, burst, seq
+--                   epoch), per_user_per_min, rate, burst, seq, ver, expire_at (see load_sale.lua)
 -- KEYS[2] buyers    hash: "<activity_id>:<user>" -> receipt
 -- KEYS[3] outbox    hash: receipt -> order message (JSON)
 -- KEYS[4] outbox:due zset: receipt -> when outbox-retry may resend it (ms since epoch)
 -- KEYS[5] rl:<user> per-user attempt counter, one-minute window
 -- ARGV[1] user id, ARGV[2] product id, ARGV[3] delay before a resend is due (ms)
 --
--- Reply {code, detail, rate, burst}; codes are mapped to an enum in shared/src/scripts.rs only.
+-- Reply {code, detail, rate, burst}; codes are mapped to an enum in shared/src/redis/scripts/buy.rs only.
 --   0 not loaded (caller rebuilds the sale from MySQL)   7 product has no activity
 --   1 queued: detail = receipt, [5] = the order message   2 sold out
 --   3 already bought: detail = the earlier receipt        4 not started: detail = starts_at
 --   5 ended: detail = ends_at                             6 per-user limit: detail = retry in ms
 local f = redis.call('HMGET', KEYS[1], 'activity_id', 'stock', 'starts_at', 'ends_at',
-  'per_user_per_min', 'rate', 'burst')
+  'per_user_per_min', 'rate', 'burst', 'expire_at')
 local activity = f[1]
 if not activity then return {0, '', 0, 0} end
 if activity == '0' then return {7, '', 0, 0} end
 local rate, burst = tonumber(f[6]) or 0, tonumber(f[7]) or 0
 
-local attempts = redis.call('INCR', KEYS[5])
-if attempts == 1 then redis.call('PEXPIRE', KEYS[5], 60000) end
-if attempts > (tonumber(f[5]) or 5) then
-  return {6, tostring(redis.call('PTTL', KEYS[5])), rate, burst}
-end
+-- A repeated buy (the first answer was lost) gets the same receipt back, whenever it comes.
+local member = activity .. ':' .. ARGV[1]
+local earlier = redis.call('HGET', KEYS[2], member)
+if earlier then return {3, earlier, rate, burst} end
 
 -- The server's clock, not the caller's: every function instance sees the same window.
 local t = redis.call('TIME')
@@ -33,9 +33,13 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now < tonumber(f[3]) then return {4, f[3], rate, burst} end
 if now >= tonumber(f[4]) then return {5, f[4], rate, burst} end
 
-local member = activity .. ':' .. ARGV[1]
-local earlier = redis.call('HGET', KEYS[2], member)
-if earlier then return {3, earlier, rate, burst} end
+-- Only attempts inside the window count against the user's allowance: clicks before the
+-- opening second do not use it up.
+local attempts = redis.call('INCR', KEYS[5])
+if attempts == 1 then redis.call('PEXPIRE', KEYS[5], 60000) end
+if attempts > (tonumber(f[5]) or 5) then
+  return {6, tostring(redis.call('PTTL', KEYS[5])), rate, burst}
+end
 
 local stock = tonumber(f[2])
 local number
@@ -54,6 +58,7 @@ local message = cjson.encode({
   user_id = ARGV[1], created_at_ms = now,
 })
 redis.call('HSET', KEYS[2], member, receipt)
+if f[8] then redis.call('PEXPIREAT', KEYS[2], f[8]) end
 redis.call('HSET', KEYS[3], receipt, message)
 redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), receipt)
 return {1, receipt, rate, burst, message}

@@ -7,9 +7,10 @@
 -- product moved on to another activity, or stock is unlimited), -1 the sale is not loaded
 -- (caller rebuilds it from MySQL, which counts this unit as returned, then calls again).
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 0 end
-local f = redis.call('HMGET', KEYS[1], 'activity_id', 'stock')
+local f = redis.call('HMGET', KEYS[1], 'activity_id', 'stock', 'expire_at')
 if not f[1] then return -1 end
 redis.call('SADD', KEYS[2], ARGV[1])
+if f[3] then redis.call('PEXPIREAT', KEYS[2], f[3]) end
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('HDEL', KEYS[5], ARGV[1])

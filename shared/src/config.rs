@@ -258,6 +258,17 @@ pub struct SaleConfig {
     pub outbox_claim_batch: u32,
     /// `outbox-retry` and warm-up look at activities that ended at most this long ago.
     pub horizon: Duration,
+    /// How long a product's sale keys (sale, buyers, restored) outlive its activity's end;
+    /// `outbox-retry` keeps them while the outbox still has entries.
+    pub retention: Duration,
+    /// The sweep cancels an unpaid order this long after its `pay_by` if its payment-timeout
+    /// message has not (the message is the fast path, the sweep the guarantee).
+    pub sweep_grace: Duration,
+    /// An outbox entry older than this is dead-lettered even if the queue never accepted it
+    /// `outbox_max_attempts` times (SQS unreachable for that long).
+    pub outbox_max_age: Duration,
+    /// How long one `outbox-retry` run may keep draining (below the function's timeout).
+    pub outbox_run_budget: Duration,
 }
 
 impl SaleConfig {
@@ -280,6 +291,10 @@ impl SaleConfig {
             outbox_max_attempts: parsed_or("OUTBOX_MAX_ATTEMPTS", 5)?,
             outbox_claim_batch: parsed_or("OUTBOX_CLAIM_BATCH", 100)?,
             horizon: Duration::from_secs(3600 * parsed_or::<u64>("HORIZON_HOURS", 24)?),
+            retention: Duration::from_secs(3600 * parsed_or::<u64>("SALE_RETENTION_HOURS", 24)?),
+            sweep_grace: Duration::from_secs(parsed_or("SWEEP_GRACE_SECS", 60)?),
+            outbox_max_age: Duration::from_secs(3600 * parsed_or::<u64>("OUTBOX_MAX_AGE_HOURS", 24)?),
+            outbox_run_budget: Duration::from_secs(parsed_or("OUTBOX_RUN_BUDGET_SECS", 40)?),
         })
     }
 }
@@ -295,6 +310,10 @@ impl Default for SaleConfig {
             outbox_max_attempts: 5,
             outbox_claim_batch: 100,
             horizon: Duration::from_secs(24 * 3600),
+            retention: Duration::from_secs(24 * 3600),
+            sweep_grace: Duration::from_secs(60),
+            outbox_max_age: Duration::from_secs(24 * 3600),
+            outbox_run_budget: Duration::from_secs(40),
         }
     }
 }

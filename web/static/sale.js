@@ -9,6 +9,8 @@
   // The server rate-limits too; this only spares it the clicks of an impatient thumb.
   const BUY_COOLDOWN_MS = 2000;
   const TOKEN_KEY = 'flash.token';
+  // The receipt survives a reload: a buyer whose 202 was lost (or who reloads) resumes the order.
+  const receiptKey = (productId) => `flash.receipt.${productId}`;
   const STATE_WORDS = { upcoming: 'Upcoming', open: 'Open', ended: 'Ended' };
   const ORDER_WORDS = {
     processing: 'Processing…',
@@ -100,6 +102,21 @@
   }
 
   const auth = () => ({ authorization: `Bearer ${sale.token}` });
+
+  // ---- the receipt ----
+
+  function keepReceipt(receipt) {
+    sale.receipt = receipt || null;
+    store((s) => (receipt ? s.setItem(receiptKey(productId), receipt) : s.removeItem(receiptKey(productId))));
+  }
+
+  // Follows an order: the one just bought, or one this browser bought before.
+  function followOrder(receipt, text) {
+    keepReceipt(receipt);
+    say(text);
+    showOrder('processing');
+    pollOrder();
+  }
 
   // ---- rendering ----
 
@@ -200,11 +217,16 @@
 
   // ---- buying ----
 
-  async function buy() {
-    if (sale.buying || Date.now() < sale.coolUntil || !sale.token || sale.receipt) return;
+  // A buy whose answer never arrived is sent again: POST /buy is safe to retry (a repeat gets
+  // 409 already_bought with the receipt), so a lost 202 still leads to the order.
+  const BUY_RETRIES = 3;
+
+  async function buy(_event, attempt = 0) {
+    if (sale.buying || !sale.token || sale.receipt) return;
+    if (attempt === 0 && Date.now() < sale.coolUntil) return;
     sale.buying = true;
     sale.coolUntil = Date.now() + BUY_COOLDOWN_MS;
-    say('Sending your order…');
+    say(attempt === 0 ? 'Sending your order…' : 'Checking your order…');
     render();
     try {
       const res = await fetch('/buy', {
@@ -214,15 +236,17 @@
       });
       const body = await readJson(res);
       if (res.status === 202 && body && body.receipt) {
-        sale.receipt = body.receipt;
-        say(`You're in! Receipt ${body.receipt}. Waiting for your order…`);
-        showOrder('processing');
-        pollOrder();
+        followOrder(body.receipt, `You're in! Receipt ${body.receipt}. Waiting for your order…`);
       } else {
         buyFailed(res, body);
       }
     } catch {
-      say('Could not reach the shop. Check your connection and try again.');
+      if (attempt < BUY_RETRIES) {
+        say('Could not reach the shop — trying again…');
+        setTimeout(() => buy(null, attempt + 1), 1000 * (attempt + 1));
+      } else {
+        say('Could not reach the shop. Check your connection and try again.');
+      }
     } finally {
       sale.buying = false;
       render();
@@ -237,9 +261,13 @@
         sale.unlimited = false;
         say('Sold out');
         break;
-      case 'already_bought':
-        say('You already bought this');
+      case 'already_bought': {
+        // A repeated buy (the first answer was lost): the error carries the existing receipt.
+        const receipt = body && body.error && body.error.receipt;
+        if (receipt) followOrder(receipt, `You already bought this. Receipt ${receipt}.`);
+        else say('You already bought this');
         break;
+      }
       case 'rate_limited': {
         const secs = Math.max(1, Math.ceil(Number(res.headers.get('retry-after')) || 1));
         sale.coolUntil = Math.max(sale.coolUntil, Date.now() + secs * 1000);
@@ -287,6 +315,13 @@
         if (status !== 'processing') say(`You're in! Receipt ${sale.receipt}.`);
       } else if (res.status === 401 || res.status === 403) {
         say(errorOf(res, body).message);
+        return;
+      } else if (res.status === 404) {
+        // Not this user's order (another token on this browser): forget it.
+        keepReceipt(null);
+        $('order').hidden = true;
+        say('');
+        render();
         return;
       }
     } catch {
@@ -348,6 +383,8 @@
   });
 
   sale.token = loadToken();
+  const kept = store((s) => s.getItem(receiptKey(productId)));
+  if (kept && sale.token) followOrder(kept, `Receipt ${kept}.`);
   render();
   refreshStock();
   setInterval(refreshStock, STOCK_EVERY_MS);

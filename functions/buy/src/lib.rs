@@ -64,7 +64,7 @@ async fn buy(svc: &BuyService, req: &Request) -> Result<Response<Body>, ApiError
             }),
         )),
         BuyOutcome::SoldOut => Err(ApiError::SoldOut),
-        BuyOutcome::AlreadyBought { .. } => Err(ApiError::AlreadyBought),
+        BuyOutcome::AlreadyBought { receipt } => Err(ApiError::AlreadyBought { receipt }),
         BuyOutcome::NotOpen { state: SaleState::Upcoming, .. } => Err(ApiError::SaleNotStarted),
         BuyOutcome::NotOpen { .. } => Err(ApiError::SaleEnded),
         BuyOutcome::RateLimited { retry_after } => Err(ApiError::RateLimited { retry_after }),

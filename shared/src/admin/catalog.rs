@@ -16,8 +16,12 @@ use crate::{
 pub struct Warmed {
     pub activity_id: u64,
     pub product_id: u64,
-    /// "written" or "refreshed".
+    /// "written", "refreshed", or "deferred" (another activity of the product is open or
+    /// starts first: this one is loaded by the scheduled warm-up once that one has ended).
     pub result: &'static str,
+    /// The product's sale as it reads now: its activity (another one when deferred), stock
+    /// and state.
+    pub live_activity_id: u64,
     pub stock: i64,
     pub state: SaleState,
 }
@@ -82,8 +86,10 @@ impl Admin {
             product_id: activity.product_id,
             result: match reply {
                 LoadReply::Refreshed => "refreshed",
+                LoadReply::Deferred => "deferred",
                 _ => "written",
             },
+            live_activity_id: view.activity_id,
             stock: view.stock,
             state: view.state,
         })

@@ -43,8 +43,9 @@ pub enum ApiError {
     SaleEnded,
     #[error("sold out")]
     SoldOut,
-    #[error("you already bought this product in this sale")]
-    AlreadyBought,
+    /// A repeated buy: the answer carries the existing receipt, so a lost 202 is recoverable.
+    #[error("you already bought this product in this sale; your receipt is in this answer")]
+    AlreadyBought { receipt: String },
     #[error("too many requests; retry later")]
     RateLimited { retry_after: Duration },
     #[error("no such order")]
@@ -70,7 +71,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::SoldOut | Self::AlreadyBought | Self::OrderNotReady | Self::OrderCancelled => StatusCode::CONFLICT,
+            Self::SoldOut | Self::AlreadyBought { .. } | Self::OrderNotReady | Self::OrderCancelled => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -87,7 +88,7 @@ impl ApiError {
             Self::ProductNotFound => "product_not_found",
             Self::SaleNotStarted | Self::SaleEnded => "sale_not_open",
             Self::SoldOut => "sold_out",
-            Self::AlreadyBought => "already_bought",
+            Self::AlreadyBought { .. } => "already_bought",
             Self::OrderNotFound => "order_not_found",
             Self::ActivityNotFound => "activity_not_found",
             Self::OrderNotReady => "order_not_ready",
@@ -101,7 +102,11 @@ impl ApiError {
         if let Self::Unavailable(cause) = &self {
             tracing::error!(error = %error_chain(cause.as_ref()), "answering 503");
         }
-        let body = serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}});
+        let mut error = serde_json::json!({"code": self.code(), "message": self.to_string()});
+        if let Self::AlreadyBought { receipt } = &self {
+            error["receipt"] = serde_json::Value::from(receipt.as_str());
+        }
+        let body = serde_json::json!({ "error": error });
         let mut response = json(self.status_code(), &body);
         if let Self::RateLimited { retry_after } = self {
             let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;

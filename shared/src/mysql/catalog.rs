@@ -80,6 +80,13 @@ impl Db {
         sqlx::query_scalar("SELECT id FROM products ORDER BY id").fetch_all(&self.pool).await
     }
 
+    /// Product ids from `first` on.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn product_ids_from(&self, first: u64) -> Result<Vec<u64>, sqlx::Error> {
+        self.count();
+        sqlx::query_scalar("SELECT id FROM products WHERE id >= ? ORDER BY id").bind(first).fetch_all(&self.pool).await
+    }
+
     #[tracing::instrument(skip(self, a), fields(product_id = a.product_id), err)]
     pub async fn insert_activity(&self, a: &NewActivity) -> Result<u64, sqlx::Error> {
         self.count();

@@ -4,6 +4,7 @@
 
 use redis::{AsyncCommands, Value};
 
+
 use super::{RedisStore, StoreError};
 
 /// 2^23 bits = 1 MiB of Redis. With 5 probes, 100,000 products give a false-positive rate
@@ -38,25 +39,25 @@ impl RedisStore {
         Ok(())
     }
 
-    /// False means the product was never listed. One round trip (BITFIELD with every probe).
+    /// `Some(false)` means the product was never listed; `None` means the filter itself is
+    /// missing (Redis lost it): unknown, not absent. One round trip.
     #[tracing::instrument(skip(self), err)]
-    pub async fn bloom_may_contain(&self, product_id: u64) -> Result<bool, StoreError> {
-        let mut cmd = redis::cmd("BITFIELD_RO");
-        cmd.arg(self.keys.bloom());
+    pub async fn bloom_check(&self, product_id: u64) -> Result<Option<bool>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.exists(self.keys.bloom()).cmd("BITFIELD_RO").arg(self.keys.bloom());
         for p in positions(product_id) {
-            cmd.arg("GET").arg("u1").arg(p);
+            pipe.arg("GET").arg("u1").arg(p);
         }
-        let bits: Vec<i64> = cmd.query_async(&mut self.conn()).await?;
-        Ok(!bits.is_empty() && bits.iter().all(|&b| b == 1))
+        let (exists, bits): (bool, Vec<i64>) = pipe.query_async(&mut self.conn()).await?;
+        Ok(exists.then(|| !bits.is_empty() && bits.iter().all(|&b| b == 1)))
     }
 
-    /// Sets the bits of many products (a lost bloom filter refilled from MySQL).
-    #[tracing::instrument(skip(self, product_ids), fields(n = product_ids.len()), err)]
-    pub async fn bloom_add_many(&self, product_ids: &[u64]) -> Result<(), StoreError> {
+    /// Sets the bits of many products in `key` (the filter, or a refill's staging key).
+    async fn bloom_add_many_to(&self, key: &str, product_ids: &[u64]) -> Result<(), StoreError> {
         for chunk in product_ids.chunks(1000) {
             let mut pipe = redis::pipe();
             for id in chunk {
-                let cmd = pipe.cmd("BITFIELD").arg(self.keys.bloom());
+                let cmd = pipe.cmd("BITFIELD").arg(key);
                 for p in positions(*id) {
                     cmd.arg("SET").arg("u1").arg(p).arg(1);
                 }
@@ -67,9 +68,32 @@ impl RedisStore {
         Ok(())
     }
 
-    #[tracing::instrument(skip(self), err)]
-    pub async fn bloom_exists(&self) -> Result<bool, StoreError> {
-        Ok(self.conn().exists(self.keys.bloom()).await?)
+    /// Replaces the filter with one holding exactly `product_ids`, atomically: it is built
+    /// under a staging key and renamed into place, so no reader ever sees a half-filled
+    /// filter (which would rule out products that exist).
+    #[tracing::instrument(skip(self, product_ids), fields(n = product_ids.len()), err)]
+    pub async fn bloom_replace(&self, product_ids: &[u64]) -> Result<(), StoreError> {
+        let staged = self.keys.bloom_staged(&super::unique_token());
+        // The filter exists (full size) even for an empty catalogue: a bit beyond every probe.
+        let _: () = redis::cmd("SETBIT").arg(&staged).arg(BITS).arg(0).query_async(&mut self.conn()).await?;
+        let _: () = self.conn().pexpire(&staged, 60_000).await?;
+        self.bloom_add_many_to(&staged, product_ids).await?;
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("RENAME")
+            .arg(&staged)
+            .arg(self.keys.bloom())
+            .cmd("PERSIST")
+            .arg(self.keys.bloom())
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Adds products to the live filter (those listed while a refill was being built).
+    #[tracing::instrument(skip(self, product_ids), fields(n = product_ids.len()), err)]
+    pub async fn bloom_add_many(&self, product_ids: &[u64]) -> Result<(), StoreError> {
+        self.bloom_add_many_to(&self.keys.bloom(), product_ids).await
     }
 }
 

@@ -1,6 +1,7 @@
 //! Redis key names. Every key a script touches carries the product's hash tag `{p<id>}`, so a
-//! script's keys live in one Redis Cluster slot; the bloom filter is its own key because it is
-//! read only when a product's keys are missing, never inside a script.
+//! script's keys live in one Redis Cluster slot; the bloom filter has its own tag `{bloom}`
+//! (with its refill's staging key, which is renamed over it) because it is read only when a
+//! product's keys are missing, never inside a script.
 
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -44,13 +45,26 @@ impl Keys {
     pub fn user_limit(&self, product_id: u64, user: &str) -> String {
         self.product(product_id, &format!("rl:{user}"))
     }
+    /// A load's buyers or returned receipts, staged in chunks before `load_sale.lua` renames
+    /// them into place (`what` is "buyers" or "restored"; `token` is the load's own).
+    pub fn staged(&self, product_id: u64, token: &str, what: &str) -> String {
+        self.product(product_id, &format!("staged:{token}:{what}"))
+    }
     /// Held by the one caller rebuilding the sale from MySQL.
     pub fn rebuild_lock(&self, product_id: u64) -> String {
         self.product(product_id, "lock")
     }
-    /// Bitmap of every listed product id.
+    /// Held by the one caller refilling a lost bloom filter from MySQL.
+    pub fn bloom_lock(&self) -> String {
+        format!("{}:bloom:lock", self.prefix)
+    }
+    /// Bitmap of every listed product id (its own hash tag: one slot, apart from products).
     pub fn bloom(&self) -> String {
-        format!("{}:bloom:products", self.prefix)
+        format!("{}:{{bloom}}:products", self.prefix)
+    }
+    /// A refill's filter while it is built; renamed over [`Self::bloom`] (same slot) when full.
+    pub fn bloom_staged(&self, token: &str) -> String {
+        format!("{}:{{bloom}}:staged:{token}", self.prefix)
     }
 }
 
@@ -69,10 +83,11 @@ mod tests {
             k.outbox_attempts(7),
             k.restored(7),
             k.user_limit(7, "u1"),
+            k.staged(7, "tok", "buyers"),
         ] {
             assert!(key.contains("{p7}"), "{key}");
         }
-        assert!(!k.bloom().contains('{'));
+        assert!(k.bloom().contains("{bloom}") && k.bloom_staged("t").contains("{bloom}"));
         assert_ne!(k.sale(7), k.sale(71));
     }
 }

@@ -33,13 +33,18 @@ pub struct SaleSnapshot {
     pub stock: i64,
     pub starts_at_ms: i64,
     pub ends_at_ms: i64,
+    /// Redis' clock when this was read: the clock `buy.lua` decides the window by.
+    pub now_ms: i64,
 }
 
-/// What the reconcile report reads of Redis in one atomic step.
+/// The sale and the outbox read in one atomic step (what a load derives from; the reconcile
+/// report's Redis side).
 #[derive(Debug, Clone)]
 pub struct SaleAndOutbox {
     /// (activity id, stock) of the sale Redis holds, if any.
     pub live: Option<(u64, i64)>,
+    /// The sale's `ver` (changes with every load), for the load's compare-and-set.
+    pub version: Option<String>,
     pub outbox: Vec<OrderMessage>,
 }
 
@@ -47,6 +52,14 @@ pub struct SaleAndOutbox {
 pub struct RedisStore {
     conn: ConnectionManager,
     keys: Keys,
+}
+
+/// A token no other writer uses: a lock holder's identity, a sale load's `ver`.
+pub fn unique_token() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    format!("{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Parses an outbox entry; one that does not parse is logged here, where it is dropped.
@@ -85,9 +98,11 @@ impl RedisStore {
 
     #[tracing::instrument(skip(self), err)]
     pub async fn sale(&self, product_id: u64) -> Result<Option<SaleSnapshot>, StoreError> {
-        let fields: Vec<Option<i64>> = redis::cmd("HMGET")
+        let (fields, (secs, micros)): (Vec<Option<i64>>, (i64, i64)) = redis::pipe()
+            .cmd("HMGET")
             .arg(self.keys.sale(product_id))
             .arg(&["activity_id", "stock", "starts_at", "ends_at"])
+            .cmd("TIME")
             .query_async(&mut self.conn())
             .await?;
         Ok(match fields.as_slice() {
@@ -96,16 +111,18 @@ impl RedisStore {
                 stock: *stock,
                 starts_at_ms: *starts_at_ms,
                 ends_at_ms: *ends_at_ms,
+                now_ms: secs * 1000 + micros / 1000,
             }),
             _ => None,
         })
     }
 
-    /// Takes the product's rebuild lock: true when this caller (its `token`) holds it now.
+    /// Takes a lock (`keys.rebuild_lock(..)`, `keys.bloom_lock()`): true when this caller
+    /// (its `token`) holds it now.
     #[tracing::instrument(skip(self, token), err)]
-    pub async fn try_lock(&self, product_id: u64, ttl: Duration, token: &str) -> Result<bool, StoreError> {
+    pub async fn try_lock(&self, lock: &str, ttl: Duration, token: &str) -> Result<bool, StoreError> {
         let set: Option<String> = redis::cmd("SET")
-            .arg(self.keys.rebuild_lock(product_id))
+            .arg(lock)
             .arg(token)
             .arg("NX")
             .arg("PX")
@@ -133,15 +150,15 @@ impl RedisStore {
     #[tracing::instrument(skip(self), err)]
     pub async fn sale_and_outbox(&self, product_id: u64) -> Result<SaleAndOutbox, StoreError> {
         let k = &self.keys;
-        let ((activity, stock), raw): ((Option<u64>, Option<i64>), Vec<String>) = redis::pipe()
+        let ((activity, stock, version), raw): ((Option<u64>, Option<i64>, Option<String>), Vec<String>) = redis::pipe()
             .atomic()
             .cmd("HMGET")
             .arg(k.sale(product_id))
-            .arg(&["activity_id", "stock"])
+            .arg(&["activity_id", "stock", "ver"])
             .hvals(k.outbox(product_id))
             .query_async(&mut self.conn())
             .await?;
         let outbox = raw.iter().filter_map(|m| parse_entry(m)).collect();
-        Ok(SaleAndOutbox { live: activity.zip(stock), outbox })
+        Ok(SaleAndOutbox { live: activity.zip(stock), version, outbox })
     }
 }

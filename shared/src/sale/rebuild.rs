@@ -3,7 +3,6 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -20,10 +19,13 @@ use crate::{
 const LOCK_TTL: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(20);
 
-fn lock_token() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    format!("{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+/// Work that one caller does while the others wait for it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Flight {
+    /// Rebuild a product's sale from MySQL.
+    Sale(u64),
+    /// Refill the lost bloom filter from MySQL.
+    Bloom,
 }
 
 impl Sale {
@@ -32,23 +34,42 @@ impl Sale {
     /// while the others wait for it, up to `rebuild_wait`, then give up (503).
     #[tracing::instrument(skip(self), err)]
     pub async fn ensure_loaded(&self, product_id: u64) -> Result<(), SaleError> {
-        if !self.redis.bloom_may_contain(product_id).await? {
+        if !self.product_may_exist(product_id).await? {
             return Err(SaleError::ProductNotFound);
         }
-        let token = lock_token();
+        self.single_flight(Flight::Sale(product_id)).await
+    }
+
+    /// Does `flight`'s work as the one holder of its lock, or waits for the holder until the
+    /// work is seen done (up to `rebuild_wait`, then `RebuildBusy`: 503). A holder that dies
+    /// frees the lock after `LOCK_TTL`.
+    pub(super) async fn single_flight(&self, flight: Flight) -> Result<(), SaleError> {
+        let lock = match flight {
+            Flight::Sale(product_id) => self.redis.keys().rebuild_lock(product_id),
+            Flight::Bloom => self.redis.keys().bloom_lock(),
+        };
+        let token = crate::redis::unique_token();
         let deadline = Instant::now() + self.cfg.rebuild_wait;
         loop {
-            if self.redis.try_lock(product_id, LOCK_TTL, &token).await? {
-                let rebuilt = self.rebuild(product_id).await;
-                match self.redis.unlock(product_id, &token).await {
+            if self.redis.try_lock(&lock, LOCK_TTL, &token).await? {
+                // Boxed: keeps the callers' future types shallow.
+                let result = match flight {
+                    Flight::Sale(product_id) => Box::pin(self.rebuild(product_id)).await,
+                    Flight::Bloom => Box::pin(self.refill_bloom()).await,
+                };
+                match self.redis.unlock(&lock, &token).await {
                     Ok(true) => {}
-                    Ok(false) => tracing::warn!("the rebuild outlived its lock"),
-                    Err(e) => tracing::warn!(error = %e, "could not release the rebuild lock; it expires by itself"),
+                    Ok(false) => tracing::warn!(lock, "the work outlived its lock"),
+                    Err(e) => tracing::warn!(error = %e, lock, "could not release the lock; it expires by itself"),
                 }
-                return rebuilt;
+                return result;
             }
             tokio::time::sleep(POLL).await;
-            if self.redis.sale(product_id).await?.is_some() {
+            let done = match flight {
+                Flight::Sale(product_id) => self.redis.sale(product_id).await?.is_some(),
+                Flight::Bloom => self.redis.bloom_check(0).await?.is_some(),
+            };
+            if done {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -60,11 +81,14 @@ impl Sale {
     #[tracing::instrument(skip(self), err)]
     async fn rebuild(&self, product_id: u64) -> Result<(), SaleError> {
         let Some(activity) = self.db.current_activity(product_id, Utc::now()).await? else {
-            self.redis.load_sale(product_id, LoadMode::IfMissing, &SaleLoad::absent(), self.cfg.negative_ttl).await?;
+            self.redis
+                .load_sale(product_id, LoadMode::IfMissing, &SaleLoad::absent(), self.cfg.negative_ttl, self.cfg.retention)
+                .await?;
             return Err(SaleError::ProductNotFound);
         };
         let load = self.derive_load(&activity).await?;
-        let reply = self.redis.load_sale(product_id, LoadMode::IfMissing, &load, self.cfg.negative_ttl).await?;
+        let reply =
+            self.redis.load_sale(product_id, LoadMode::IfMissing, &load, self.cfg.negative_ttl, self.cfg.retention).await?;
         tracing::info!(activity_id = activity.id, stock = load.stock, ?reply, "sale rebuilt from MySQL");
         Ok(())
     }
@@ -73,10 +97,11 @@ impl Sale {
     /// the activity row: a unit is taken by every outbox entry and every order, except those
     /// whose unit came back (cancelled, dead-lettered). The outbox is read before MySQL: the
     /// consumer inserts a row before it removes the entry, so no purchase falls between reads.
+    /// The sale's `ver` is read with the outbox: the load is a compare-and-set on it.
     #[tracing::instrument(skip(self, a), fields(activity_id = a.id), err)]
     pub(super) async fn derive_load(&self, a: &Activity) -> Result<SaleLoad, SaleError> {
-        let outbox: Vec<OrderMessage> =
-            self.redis.outbox(a.product_id).await?.into_iter().filter(|m| m.activity_id == a.id).collect();
+        let read = self.redis.sale_and_outbox(a.product_id).await?;
+        let outbox: Vec<OrderMessage> = read.outbox.into_iter().filter(|m| m.activity_id == a.id).collect();
         let orders = self.db.order_keys(a.id).await?;
 
         let mut buyers = HashMap::new();
@@ -107,6 +132,7 @@ impl Sale {
             seq: buyers.len() as u64,
             buyers: buyers.into_iter().collect(),
             returned: returned.into_iter().collect(),
+            read_version: read.version,
         })
     }
 }

@@ -15,7 +15,12 @@ impl Sale {
     ) -> Result<RestoreReply, SaleError> {
         match self.redis.restore(product_id, activity_id, receipt).await? {
             RestoreReply::NotLoaded => {
-                self.ensure_loaded(product_id).await?;
+                match self.ensure_loaded(product_id).await {
+                    // The product has no activity now: the rebuild left its negative entry,
+                    // against which the restore is recorded with no unit to give back.
+                    Ok(()) | Err(SaleError::ProductNotFound) => {}
+                    Err(e) => return Err(e),
+                }
                 Ok(self.redis.restore(product_id, activity_id, receipt).await?)
             }
             done => Ok(done),

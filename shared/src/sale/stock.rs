@@ -1,9 +1,8 @@
-//! The stock a page shows: Redis only, unless the sale must be rebuilt.
-
-use chrono::Utc;
+//! The stock a page shows: Redis only, unless the sale must be rebuilt. Its `state` is decided
+//! by Redis' clock, read with the sale, as `buy.lua` decides the window.
 
 use super::{Sale, SaleError};
-use crate::domain::{SaleState, UNLIMITED, to_ms};
+use crate::domain::{SaleState, UNLIMITED};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StockView {
@@ -37,7 +36,7 @@ impl Sale {
             unlimited: snap.stock == UNLIMITED,
             starts_at_ms: snap.starts_at_ms,
             ends_at_ms: snap.ends_at_ms,
-            state: SaleState::at(to_ms(Utc::now()), snap.starts_at_ms, snap.ends_at_ms),
+            state: SaleState::at(snap.now_ms, snap.starts_at_ms, snap.ends_at_ms),
         })
     }
 }

@@ -15,18 +15,36 @@ pub struct WarmReport {
     pub activities: usize,
     pub written: usize,
     pub refreshed: usize,
+    /// Activities that wait for the product's live one to end.
+    pub deferred: usize,
     pub bloom_refilled: bool,
 }
+
+/// How often a load that lost its compare-and-set is derived again before giving up (503).
+const LOAD_TRIES: usize = 5;
 
 impl Sale {
     /// Warm-up of one activity: bloom bits, then the sale. A live sale of the same activity
     /// keeps its stock (only window and limits change), so running it twice or mid-sale never
-    /// hands out a unit twice; a missing one is derived from MySQL and the outbox.
+    /// hands out a unit twice; a missing one is derived from MySQL and the outbox. Another
+    /// activity of the product that is open (or starts first) is never disturbed: this one is
+    /// `Deferred` until that one has ended. A load whose reading went stale meanwhile is
+    /// derived again.
     #[tracing::instrument(skip(self, activity), fields(activity_id = activity.id, product_id = activity.product_id), err)]
     pub async fn warm(&self, activity: &Activity) -> Result<LoadReply, SaleError> {
         self.redis.bloom_add(activity.product_id).await?;
-        let load = self.derive_load(activity).await?;
-        Ok(self.redis.load_sale(activity.product_id, LoadMode::Refresh, &load, self.cfg.negative_ttl).await?)
+        for _ in 0..LOAD_TRIES {
+            let load = self.derive_load(activity).await?;
+            let reply = self
+                .redis
+                .load_sale(activity.product_id, LoadMode::Refresh, &load, self.cfg.negative_ttl, self.cfg.retention)
+                .await?;
+            if reply != LoadReply::Stale {
+                return Ok(reply);
+            }
+            tracing::info!("the sale changed while it was derived; deriving again");
+        }
+        Err(SaleError::RebuildBusy)
     }
 
     /// The scheduled warm-up: every activity that starts within the horizon and has not ended
@@ -35,7 +53,7 @@ impl Sale {
     #[tracing::instrument(skip(self), err)]
     pub async fn warm_upcoming(&self, horizon: std::time::Duration) -> Result<WarmReport, SaleError> {
         let now = Utc::now();
-        let mut report = WarmReport { activities: 0, written: 0, refreshed: 0, bloom_refilled: false };
+        let mut report = WarmReport { activities: 0, written: 0, refreshed: 0, deferred: 0, bloom_refilled: false };
         report.bloom_refilled = self.refill_bloom_if_lost().await?;
         let mut products: Vec<u64> =
             self.db.activities_to_warm(now, horizon).await?.iter().map(|a| a.product_id).collect();
@@ -46,6 +64,7 @@ impl Sale {
             report.activities += 1;
             match self.warm(&activity).await? {
                 LoadReply::Refreshed => report.refreshed += 1,
+                LoadReply::Deferred => report.deferred += 1,
                 _ => report.written += 1,
             }
         }

@@ -1,4 +1,7 @@
-//! `lua/load_sale.lua`: writes a product's sale from what MySQL and the outbox say, atomically.
+//! `lua/load_sale.lua`: writes a product's sale from what MySQL and the outbox say, atomically,
+//! as a compare-and-set on the sale's `ver` the writer read. A large sale's buyers are staged
+//! in chunks first (plain `HSET`/`SADD`, at most [`CHUNK`] members per command), so no single
+//! call blocks Redis for long.
 
 use std::{sync::LazyLock, time::Duration};
 
@@ -6,6 +9,11 @@ use redis::Script;
 
 use super::ReplyError;
 use crate::redis::{RedisStore, StoreError};
+
+/// Most members one staging command carries (each buyer is two arguments).
+pub const CHUNK: usize = 1000;
+/// How long staged members live if the load that staged them never runs.
+const STAGED_TTL_MS: u64 = 60_000;
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/load_sale.lua")));
 
@@ -24,6 +32,8 @@ pub struct SaleLoad {
     pub buyers: Vec<(String, String)>,
     /// Receipts whose unit is already back in stock (cancelled or dead-lettered).
     pub returned: Vec<String>,
+    /// The sale's `ver` as the writer read it with the outbox (`None`: no sale was there).
+    pub read_version: Option<String>,
 }
 
 impl SaleLoad {
@@ -40,6 +50,7 @@ impl SaleLoad {
             seq: 0,
             buyers: vec![],
             returned: vec![],
+            read_version: None,
         }
     }
 }
@@ -60,6 +71,10 @@ pub enum LoadReply {
     Written,
     /// A live sale of the same activity kept its stock; window and limits were refreshed.
     Refreshed,
+    /// The sale changed since the writer read it: derive again and retry.
+    Stale,
+    /// Another activity is live (or starts first): this one waits until that one has ended.
+    Deferred,
 }
 
 impl LoadReply {
@@ -68,12 +83,16 @@ impl LoadReply {
             0 => Ok(Self::AlreadyLoaded),
             1 => Ok(Self::Written),
             2 => Ok(Self::Refreshed),
+            3 => Ok(Self::Stale),
+            4 => Ok(Self::Deferred),
             other => Err(ReplyError::new("load_sale.lua", format!("code {other}"))),
         }
     }
 }
 
 impl RedisStore {
+    /// Stages the load's buyers and returned receipts (chunked), then runs the script.
+    /// `retention`: how long the sale's keys outlive its end.
     #[tracing::instrument(skip(self, load), fields(activity_id = load.activity_id, buyers = load.buyers.len()), err)]
     pub async fn load_sale(
         &self,
@@ -81,14 +100,39 @@ impl RedisStore {
         mode: LoadMode,
         load: &SaleLoad,
         negative_ttl: Duration,
+        retention: Duration,
     ) -> Result<LoadReply, StoreError> {
         let k = &self.keys;
+        let version = super::super::unique_token();
+        let (staged_buyers, staged_returned) =
+            (k.staged(product_id, &version, "buyers"), k.staged(product_id, &version, "restored"));
+        if !load.buyers.is_empty() || !load.returned.is_empty() {
+            let mut pipe = redis::pipe();
+            for chunk in load.buyers.chunks(CHUNK) {
+                let cmd = pipe.cmd("HSET").arg(&staged_buyers);
+                for (member, receipt) in chunk {
+                    cmd.arg(member).arg(receipt);
+                }
+                pipe.ignore();
+            }
+            for chunk in load.returned.chunks(CHUNK) {
+                pipe.cmd("SADD").arg(&staged_returned).arg(chunk).ignore();
+            }
+            pipe.cmd("PEXPIRE").arg(&staged_buyers).arg(STAGED_TTL_MS).ignore();
+            pipe.cmd("PEXPIRE").arg(&staged_returned).arg(STAGED_TTL_MS).ignore();
+            pipe.query_async::<()>(&mut self.conn()).await?;
+        }
         let mut inv = SCRIPT.prepare_invoke();
-        inv.key(k.sale(product_id)).key(k.buyers(product_id)).key(k.restored(product_id));
+        inv.key(k.sale(product_id))
+            .key(k.buyers(product_id))
+            .key(k.restored(product_id))
+            .key(&staged_buyers)
+            .key(&staged_returned);
         inv.arg(match mode {
             LoadMode::IfMissing => "if_missing",
             LoadMode::Refresh => "refresh",
         })
+        .arg(load.read_version.as_deref().unwrap_or(""))
         .arg(load.activity_id)
         .arg(load.stock)
         .arg(load.starts_at_ms)
@@ -98,13 +142,8 @@ impl RedisStore {
         .arg(load.burst)
         .arg(load.seq)
         .arg(negative_ttl.as_millis() as u64)
-        .arg(load.buyers.len());
-        for (member, receipt) in &load.buyers {
-            inv.arg(member).arg(receipt);
-        }
-        for receipt in &load.returned {
-            inv.arg(receipt);
-        }
+        .arg(retention.as_millis() as u64)
+        .arg(&version);
         let code: i64 = inv.invoke_async(&mut self.conn()).await?;
         Ok(LoadReply::from_code(code)?)
     }

@@ -1,4 +1,4 @@
-//! `lua/unlock.lua`: releases the rebuild lock only if this caller still holds it.
+//! `lua/unlock.lua`: releases a lock only if this caller still holds it.
 
 use std::sync::LazyLock;
 
@@ -11,9 +11,8 @@ static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../
 impl RedisStore {
     /// True if this caller's lock was released; false if it had expired (and may be another's).
     #[tracing::instrument(skip(self, token), err)]
-    pub async fn unlock(&self, product_id: u64, token: &str) -> Result<bool, StoreError> {
-        let released: i64 =
-            SCRIPT.key(self.keys.rebuild_lock(product_id)).arg(token).invoke_async(&mut self.conn()).await?;
+    pub async fn unlock(&self, lock: &str, token: &str) -> Result<bool, StoreError> {
+        let released: i64 = SCRIPT.key(lock).arg(token).invoke_async(&mut self.conn()).await?;
         Ok(released == 1)
     }
 }

@@ -1,0 +1,310 @@
+//! The holes a review found (issue 10), each closed and proved against the real Redis, MariaDB
+//! and LocalStack. Test names start with the defect's number.
+
+use std::time::Duration;
+
+use chrono::{Duration as Span, Utc};
+use flash_tests::TestEnv;
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use shared::{
+    domain::{Activity, NewActivity},
+    redis::scripts::load_sale::{LoadMode, LoadReply, SaleLoad},
+};
+
+/// An activity of an existing product, through the admin API.
+async fn admin_activity(env: &TestEnv, product_id: u64, stock: i64, starts_in: Span, lasts: Span) -> u64 {
+    let starts = Utc::now() + starts_in;
+    let a = env
+        .admin(
+            Method::POST,
+            "/admin/activities",
+            Some(json!({
+                "product_id": product_id, "stock": stock,
+                "starts_at": starts.to_rfc3339(), "ends_at": (starts + lasts).to_rfc3339(),
+                "rate_limit_per_sec": 100_000, "burst": 100_000, "per_user_per_min": 5,
+            })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    a.json["id"].as_u64().expect("activity id")
+}
+
+/// A second activity for `a`'s product, in MySQL only (not warmed).
+async fn later_activity(env: &TestEnv, a: &Activity, stock: i64, starts_at: chrono::DateTime<Utc>) -> Activity {
+    let id = env
+        .sale
+        .db
+        .insert_activity(&NewActivity {
+            product_id: a.product_id,
+            stock,
+            starts_at,
+            ends_at: starts_at + Span::hours(1),
+            rate_limit_per_sec: 1_000_000,
+            burst: 1_000_000,
+            per_user_per_min: 5,
+        })
+        .await
+        .expect("insert activity");
+    env.sale.db.activity(id).await.expect("read").expect("exists")
+}
+
+async fn redis_now_ms(env: &TestEnv) -> i64 {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut env.redis()).await.expect("TIME");
+    secs * 1000 + micros / 1000
+}
+
+// ---------- 1. warming a later activity never replaces the live sale ----------
+
+#[tokio::test]
+async fn d01_warming_a_later_activity_through_the_admin_api_leaves_the_open_sale_alone() {
+    let env = TestEnv::start().await;
+    let a = env.open_sale(5).await;
+    assert_eq!(env.buy("first", a.product_id).await.status, StatusCode::ACCEPTED);
+
+    let b = admin_activity(&env, a.product_id, 500, Span::days(2), Span::hours(1)).await;
+    let w = env.admin(Method::POST, &format!("/admin/activities/{b}/warmup"), None).await;
+    assert_eq!(w.status, StatusCode::OK, "{}", w.text);
+    assert_eq!(w.json["result"], "deferred", "{}", w.text);
+    assert_eq!(w.json["live_activity_id"].as_u64(), Some(a.id), "{}", w.text);
+
+    let s = env.stock(a.product_id).await;
+    assert_eq!(s.status, StatusCode::OK, "{}", s.text);
+    assert_eq!((s.json["activity_id"].as_u64(), s.json["stock"].as_i64()), (Some(a.id), Some(4)), "{}", s.text);
+    assert_eq!(s.json["state"], "open", "{}", s.text);
+    let second = env.buy("second", a.product_id).await;
+    assert_eq!(second.status, StatusCode::ACCEPTED, "{}", second.text);
+    assert_eq!(second.json["activity_id"].as_u64(), Some(a.id));
+
+    // The scheduled warm-up (horizon covering B) refreshes A and defers B too.
+    let report = env.sale.warm_upcoming(Duration::from_secs(3 * 24 * 3600)).await.expect("warm-up");
+    assert_eq!((report.refreshed, report.written), (1, 0), "{report:?}");
+    assert_eq!(env.redis_stock(a.product_id).await, Some(3));
+}
+
+#[tokio::test]
+async fn d01_the_next_activity_takes_over_only_once_the_live_one_has_ended() {
+    let env = TestEnv::start().await;
+    // A is open for about two more seconds; B opens a second after A ends.
+    let a = env.create_sale(3, Span::seconds(-5), Span::milliseconds(7_000), (1_000_000, 1_000_000, 5)).await;
+    let b = later_activity(&env, &a, 50, a.ends_at + Span::seconds(1)).await;
+
+    assert_eq!(env.sale.warm(&b).await.expect("warm B"), LoadReply::Deferred);
+    assert_eq!(env.buy("in-a", a.product_id).await.status, StatusCode::ACCEPTED);
+    let report = env.sale.warm_upcoming(Duration::from_secs(3600)).await.expect("warm-up");
+    assert_eq!((report.refreshed, report.written), (1, 0), "A is still the product's sale: {report:?}");
+
+    // Across the boundary (Redis' clock decides): A has ended, the scheduled warm-up hands over.
+    let wait = a.ends_at.timestamp_millis() - redis_now_ms(&env).await + 100;
+    tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
+    env.buy("late-for-a", a.product_id).await.assert_error(403, "sale_not_open");
+    let report = env.sale.warm_upcoming(Duration::from_secs(3600)).await.expect("warm-up");
+    assert_eq!(report.written, 1, "{report:?}");
+    let s = env.stock(a.product_id).await;
+    assert_eq!((s.json["activity_id"].as_u64(), s.json["stock"].as_i64()), (Some(b.id), Some(50)), "{}", s.text);
+    assert_eq!(s.json["state"], "upcoming", "{}", s.text);
+
+    let wait = b.starts_at.timestamp_millis() - redis_now_ms(&env).await + 100;
+    tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
+    let r = env.buy("in-a", a.product_id).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "A's buyer may buy in B: {}", r.text);
+    assert_eq!(r.json["activity_id"].as_u64(), Some(b.id));
+    assert_eq!(env.redis_stock(a.product_id).await, Some(49));
+}
+
+#[tokio::test]
+async fn d01_a_load_derived_from_a_stale_reading_loses() {
+    let env = TestEnv::start().await;
+    let ended = env.create_sale(5, Span::hours(-3), Span::hours(1), (100, 100, 5)).await;
+    let p = ended.product_id;
+    let load = |activity_id: u64, stock: i64, read_version: Option<String>| SaleLoad {
+        activity_id,
+        stock,
+        starts_at_ms: (Utc::now() + Span::hours(1)).timestamp_millis(),
+        ends_at_ms: (Utc::now() + Span::hours(2)).timestamp_millis(),
+        read_version,
+        ..SaleLoad::absent()
+    };
+    let (ttl, keep) = (Duration::from_secs(30), Duration::from_secs(3600));
+    let read = env.sale.redis.sale_and_outbox(p).await.expect("read").version;
+    assert!(read.is_some());
+    // Two writers read the same version; the first one's write wins, the second is stale.
+    let first = env.sale.redis.load_sale(p, LoadMode::Refresh, &load(9001, 7, read.clone()), ttl, keep).await;
+    assert_eq!(first.expect("first"), LoadReply::Written);
+    let second = env.sale.redis.load_sale(p, LoadMode::Refresh, &load(9002, 9, read), ttl, keep).await;
+    assert_eq!(second.expect("second"), LoadReply::Stale);
+    assert_eq!(env.redis_stock(p).await, Some(7));
+    // A writer that read nothing (no sale) loses to one that wrote meanwhile, too.
+    let blind = env.sale.redis.load_sale(p, LoadMode::Refresh, &load(9003, 1, None), ttl, keep).await;
+    assert_eq!(blind.expect("blind"), LoadReply::Stale);
+}
+
+// ---------- 2. a repeated buy gets its receipt back ----------
+
+#[tokio::test]
+async fn d02_a_repeated_buy_answers_409_with_the_existing_receipt() {
+    let env = TestEnv::start().await;
+    let a = env.open_sale(5).await;
+    let first = env.buy("retrier", a.product_id).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
+    let receipt = first.json["receipt"].as_str().expect("receipt").to_owned();
+    for _ in 0..3 {
+        let again = env.buy("retrier", a.product_id).await;
+        again.assert_error(409, "already_bought");
+        assert_eq!(again.json["error"]["receipt"].as_str(), Some(receipt.as_str()), "{}", again.text);
+    }
+    assert_eq!(env.redis_stock(a.product_id).await, Some(4));
+    // The receipt leads to the order, as the lost 202 would have.
+    let order = env.order("retrier", &receipt).await;
+    assert_eq!(order.status, StatusCode::OK, "{}", order.text);
+}
+
+// ---------- 8. a lost bloom filter is "unknown", not "absent" ----------
+
+#[tokio::test]
+async fn d08_after_redis_loses_everything_real_products_answer_and_unknown_ones_still_404() {
+    let env = TestEnv::start().await;
+    let a = env.open_sale(10).await;
+    let b = env.open_sale(20).await;
+    env.flush_redis().await;
+    let checks = (0..30).map(|i| env.stock(if i % 2 == 0 { a.product_id } else { b.product_id }));
+    for s in futures::future::join_all(checks).await {
+        assert_eq!(s.status, StatusCode::OK, "{}", s.text);
+    }
+    let r = env.buy("after-loss", a.product_id).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    env.stock(a.product_id + b.product_id + 1000).await.assert_error(404, "product_not_found");
+    let exists: bool =
+        redis::cmd("EXISTS").arg(env.sale.redis.keys().bloom()).query_async(&mut env.redis()).await.expect("EXISTS");
+    assert!(exists);
+}
+
+// ---------- 10. one clock per decision ----------
+
+#[tokio::test]
+async fn d10_stock_state_and_buy_agree_at_the_opening_edge() {
+    let env = TestEnv::start().await;
+    let a = env.create_sale(-1, Span::milliseconds(1_500), Span::hours(1), (1_000_000, 1_000_000, 100)).await;
+    // Sampled across the opening: whatever the function's clock says, the stock view's state
+    // and buy.lua's decision come from the same (Redis) clock, so they never disagree on which
+    // side of the edge a moment is: a buy right after an "upcoming" is refused unless Redis'
+    // own clock crossed the edge in between.
+    let mut saw = (false, false);
+    for i in 0..40 {
+        let before = redis_now_ms(&env).await;
+        let s = env.stock(a.product_id).await;
+        let state = s.json["state"].as_str().unwrap_or_default().to_owned();
+        let after = redis_now_ms(&env).await;
+        let starts = a.starts_at.timestamp_millis();
+        match state.as_str() {
+            "upcoming" => {
+                assert!(before < starts, "upcoming although Redis' clock was past the start");
+                saw.0 = true;
+            }
+            "open" => {
+                assert!(after >= starts, "open although Redis' clock was before the start");
+                saw.1 = true;
+            }
+            other => panic!("state {other}: {}", s.text),
+        }
+        let r = env.buy(&format!("edge-{i}"), a.product_id).await;
+        if r.status == StatusCode::ACCEPTED {
+            assert!(redis_now_ms(&env).await >= starts);
+        } else {
+            r.assert_error(403, "sale_not_open");
+            assert!(before < starts || state == "upcoming");
+        }
+        tokio::time::sleep(Duration::from_millis(75)).await;
+    }
+    assert_eq!(saw, (true, true), "the samples straddle the opening");
+}
+
+// ---------- 11. clicks before the opening do not use up the allowance ----------
+
+#[tokio::test]
+async fn d11_early_clicks_do_not_count_against_the_per_user_limit() {
+    let env = TestEnv::start().await;
+    let a = env.create_sale(5, Span::milliseconds(1_500), Span::hours(1), (1_000_000, 1_000_000, 2)).await;
+    for _ in 0..5 {
+        env.buy("eager", a.product_id).await.assert_error(403, "sale_not_open");
+    }
+    let wait = a.starts_at.timestamp_millis() - redis_now_ms(&env).await + 100;
+    tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
+    let r = env.buy("eager", a.product_id).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+}
+
+// ---------- 12. bounded keys, chunked loads ----------
+
+#[tokio::test]
+async fn d12_a_sales_keys_expire_after_its_end_plus_the_retention() {
+    let env = TestEnv::start().await;
+    let a = env.open_sale(5).await;
+    assert_eq!(env.buy("keeper", a.product_id).await.status, StatusCode::ACCEPTED);
+    let keys = env.sale.redis.keys();
+    let expected = a.ends_at.timestamp_millis() + env.sale.cfg.retention.as_millis() as i64;
+    for key in [keys.sale(a.product_id), keys.buyers(a.product_id)] {
+        let at: i64 = redis::cmd("PEXPIRETIME").arg(&key).query_async(&mut env.redis()).await.expect("PEXPIRETIME");
+        assert!((at - expected).abs() < 5, "{key}: expires at {at}, expected {expected}");
+    }
+}
+
+#[tokio::test]
+async fn d12_a_rebuild_of_a_large_sale_is_chunked_and_keeps_every_buyer() {
+    const BUYERS: usize = 5_000;
+    let env = TestEnv::start().await;
+    let a = env.open_sale(-1).await;
+    // 5,000 orders already in MySQL (the consumer's rows), then Redis loses the sale.
+    let mut q = sqlx::QueryBuilder::new(
+        "INSERT INTO orders (receipt, activity_id, product_id, user_id, price_cents, created_at, pay_by) ",
+    );
+    q.push_values(0..BUYERS, |mut row, i| {
+        row.push_bind(format!("{}-{}-big{i}-u{i}", a.id, a.product_id))
+            .push_bind(a.id)
+            .push_bind(a.product_id)
+            .push_bind(format!("big{i}"))
+            .push_bind(1999)
+            .push_bind(Utc::now())
+            .push_bind(Utc::now() + Span::minutes(15));
+    });
+    q.build().execute(env.sale.db.pool()).await.expect("orders");
+    let keys = env.sale.redis.keys();
+    let _: () = redis::cmd("DEL")
+        .arg(keys.sale(a.product_id))
+        .arg(keys.buyers(a.product_id))
+        .query_async(&mut env.redis())
+        .await
+        .expect("DEL");
+
+    // Every command that touches this product's keys, as the server saw it.
+    let client = redis::Client::open(flash_tests::redis_url()).expect("client");
+    let monitor = client.get_async_monitor().await.expect("MONITOR");
+    let tag = format!("{}:{{p{}}}", env.prefix, a.product_id);
+    let watch = tokio::spawn(async move {
+        let mut largest = 0usize;
+        let mut stream = monitor.into_on_message::<String>();
+        while let Some(line) = stream.next().await {
+            if line.contains(&tag) {
+                largest = largest.max(line.matches("\" \"").count() + 1);
+            }
+            if line.contains("\"STOP-WATCHING\"") {
+                break;
+            }
+        }
+        largest
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let s = env.stock(a.product_id).await;
+    assert_eq!(s.status, StatusCode::OK, "{}", s.text);
+    let _: Option<String> = redis::cmd("ECHO").arg("STOP-WATCHING").query_async(&mut env.redis()).await.ok();
+    let largest = tokio::time::timeout(Duration::from_secs(10), watch).await.expect("monitor ends").expect("monitor");
+    assert!(largest > 100, "the monitor saw the load ({largest} arguments at most)");
+    assert!(largest <= 2_100, "one command carried {largest} arguments");
+
+    let n: usize = redis::cmd("HLEN").arg(keys.buyers(a.product_id)).query_async(&mut env.redis()).await.expect("HLEN");
+    assert_eq!(n, BUYERS);
+    let again = env.buy("big4321", a.product_id).await;
+    again.assert_error(409, "already_bought");
+    assert_eq!(again.json["error"]["receipt"], Value::from(format!("{}-{}-big4321-u4321", a.id, a.product_id)));
+}
