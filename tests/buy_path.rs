@@ -132,12 +132,15 @@ async fn buy_script_reports_no_activity_for_a_negative_cache_entry() {
     // A listed product with no activity: the rebuild caches "no activity" briefly.
     let product_id = env
         .sale
-        .list_product(&shared::domain::NewProduct {
-            name: "idle".into(),
-            description: String::new(),
-            price_cents: 1,
-            image_url: String::new(),
-        })
+        .list_product(
+            &shared::domain::NewProduct {
+                name: "idle".into(),
+                description: String::new(),
+                price_cents: 1,
+                image_url: String::new(),
+            },
+            None,
+        )
         .await
         .unwrap();
     assert!(matches!(env.sale.ensure_loaded(product_id).await, Err(shared::sale::SaleError::ProductNotFound)));

@@ -174,9 +174,17 @@ async fn a_message_never_acknowledged_is_dead_lettered_after_the_cap_and_its_uni
     assert_eq!(env.redis_stock(a.product_id).await, Some(4));
     assert_eq!(env.order("unlucky", &receipt).await.json["status"], "processing");
 
+    // While SQS is unreachable, a failed send is not an attempt: nothing is given up.
+    for attempt in 1..=5 {
+        let report = env.app.outbox_retry.run().await.unwrap();
+        assert_eq!((report.claimed, report.send_failed, report.dead_lettered), (1, 1, 0), "outage run {attempt}");
+    }
+    // SQS is back and accepts the resends, but no consumer ever takes the message: after the
+    // queue accepted it three times, the purchase is dead-lettered.
+    proxy.restore();
     for attempt in 1..=3 {
         let report = env.app.outbox_retry.run().await.unwrap();
-        assert_eq!((report.claimed, report.send_failed, report.dead_lettered), (1, 1, 0), "attempt {attempt}");
+        assert_eq!((report.claimed, report.resent, report.dead_lettered), (1, 1, 0), "accepted send {attempt}");
     }
     let report = env.app.outbox_retry.run().await.unwrap();
     assert_eq!(report.dead_lettered, 1, "{report:?}");
@@ -214,17 +222,35 @@ async fn timeout_and_payment_raced_200_times_end_paid_or_cancelled_never_both() 
     }
     assert_eq!(env.redis_stock(a.product_id).await, Some(0));
 
-    let races = bought.iter().map(|(user, receipt)| {
+    // Every deadline falls within the next second (MySQL's clock, which decides both the
+    // payment and the cancel); each payment races two timeout deliveries that keep arriving
+    // until the order is due.
+    sqlx::query("UPDATE orders SET pay_by = NOW(3) + INTERVAL ((id % 20) * 50000 + 100000) MICROSECOND WHERE activity_id = ?")
+        .bind(a.id)
+        .execute(env.sale.db.pool())
+        .await
+        .unwrap();
+    let expire_when_due = |msg: TimeoutMessage| {
+        let env = &env;
+        async move {
+            loop {
+                match env.app.payment_timeout.expire(&msg).await.unwrap() {
+                    shared::orders::Expired::NotDue => tokio::time::sleep(Duration::from_millis(20)).await,
+                    done => return done,
+                }
+            }
+        }
+    };
+    let races = bought.iter().enumerate().map(|(i, (user, receipt))| {
         let env = &env;
         async move {
             let msg = TimeoutMessage { receipt: receipt.clone(), activity_id: a.id, product_id: a.product_id };
-            let (paid, t1, t2) = tokio::join!(
-                env.pay(user, receipt),
-                env.app.payment_timeout.expire(&msg),
-                env.app.payment_timeout.expire(&msg), // a duplicated timeout message
-            );
-            t1.unwrap();
-            t2.unwrap();
+            let pay = async {
+                tokio::time::sleep(Duration::from_millis((i as u64 % 25) * 45)).await;
+                env.pay(user, receipt).await
+            };
+            // The second timeout is a duplicated message.
+            let (paid, _, _) = tokio::join!(pay, expire_when_due(msg.clone()), expire_when_due(msg.clone()));
             (receipt.clone(), paid)
         }
     });
@@ -251,6 +277,7 @@ async fn timeout_and_payment_raced_200_times_end_paid_or_cancelled_never_both() 
             other => panic!("{receipt} ended {other}"),
         }
     }
+    assert!(0 < cancelled && cancelled < 200, "both outcomes occur: {cancelled} cancelled of 200");
     let mut c = env.redis();
     let restored: i64 =
         redis::cmd("SCARD").arg(env.sale.redis.keys().restored(a.product_id)).query_async(&mut c).await.unwrap();

@@ -24,12 +24,15 @@ pub async fn ensure(sale: &Sale) -> Result<(u64, u64), SaleError> {
         Some(row) => row.try_get::<u64, _>("activity_id")?,
         None => {
             let product_id = sale
-                .list_product(&NewProduct {
-                    name: DEMO_PRODUCT.into(),
-                    description: "A phone, 100 units, one per person.".into(),
-                    price_cents: 99_900,
-                    image_url: String::new(),
-                })
+                .list_product(
+                    &NewProduct {
+                        name: DEMO_PRODUCT.into(),
+                        description: "A phone, 100 units, one per person.".into(),
+                        price_cents: 99_900,
+                        image_url: String::new(),
+                    },
+                    None,
+                )
                 .await?;
             let now = Utc::now();
             sale.db

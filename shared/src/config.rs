@@ -105,6 +105,9 @@ pub struct MysqlConfig {
     pub options: MySqlConnectOptions,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// Longest a statement may run (lock waits included) before the server stops it and the
+    /// caller answers 503.
+    pub statement_timeout: Duration,
 }
 
 impl fmt::Debug for MysqlConfig {
@@ -117,6 +120,7 @@ impl fmt::Debug for MysqlConfig {
             .field("url", &redacted)
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
 }
@@ -126,6 +130,7 @@ impl MysqlConfig {
         Ok(Self {
             max_connections: parsed_or("DATABASE_MAX_CONNECTIONS", 5)?,
             acquire_timeout: Duration::from_millis(parsed_or("DATABASE_ACQUIRE_TIMEOUT_MS", 3000)?),
+            statement_timeout: Duration::from_millis(parsed_or("DATABASE_STATEMENT_TIMEOUT_MS", 5000)?),
             ..Self::new(&var("DATABASE_URL")?)?
         })
     }
@@ -144,7 +149,13 @@ impl MysqlConfig {
                 other => redact(&other.to_string(), url),
             },
         })?;
-        Ok(Self { url: url.to_owned(), options, max_connections: 5, acquire_timeout: Duration::from_millis(3000) })
+        Ok(Self {
+            url: url.to_owned(),
+            options,
+            max_connections: 5,
+            acquire_timeout: Duration::from_millis(3000),
+            statement_timeout: Duration::from_millis(5000),
+        })
     }
 }
 
@@ -289,7 +300,7 @@ impl SaleConfig {
                 Duration::from_secs(secs)
             },
             outbox_max_attempts: parsed_or("OUTBOX_MAX_ATTEMPTS", 5)?,
-            outbox_claim_batch: parsed_or("OUTBOX_CLAIM_BATCH", 100)?,
+            outbox_claim_batch: parsed_or("OUTBOX_CLAIM_BATCH", 500)?,
             horizon: Duration::from_secs(3600 * parsed_or::<u64>("HORIZON_HOURS", 24)?),
             retention: Duration::from_secs(3600 * parsed_or::<u64>("SALE_RETENTION_HOURS", 24)?),
             sweep_grace: Duration::from_secs(parsed_or("SWEEP_GRACE_SECS", 60)?),
@@ -308,7 +319,7 @@ impl Default for SaleConfig {
             negative_ttl: Duration::from_secs(30),
             payment_window: Duration::from_secs(900),
             outbox_max_attempts: 5,
-            outbox_claim_batch: 100,
+            outbox_claim_batch: 500,
             horizon: Duration::from_secs(24 * 3600),
             retention: Duration::from_secs(24 * 3600),
             sweep_grace: Duration::from_secs(60),

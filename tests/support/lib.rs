@@ -196,12 +196,15 @@ impl TestEnv {
     ) -> Activity {
         let product_id = self
             .sale
-            .list_product(&NewProduct {
-                name: "Test phone".into(),
-                description: "for tests".into(),
-                price_cents: 1999,
-                image_url: String::new(),
-            })
+            .list_product(
+                &NewProduct {
+                    name: "Test phone".into(),
+                    description: "for tests".into(),
+                    price_cents: 1999,
+                    image_url: String::new(),
+                },
+                None,
+            )
             .await
             .expect("list product");
         let starts_at = Utc::now() + starts_in;

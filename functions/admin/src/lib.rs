@@ -63,11 +63,12 @@ fn default_per_user() -> i64 {
     5
 }
 
-fn positive_u32(name: &str, v: i64) -> Result<u32, ApiError> {
-    u32::try_from(v)
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| ApiError::InvalidRequest(format!("{name} must be an integer from 1 to 4294967295")))
+/// The request's `Idempotency-Key`, if it sent one.
+fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
+    match req.headers().get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => Ok(Some(admin::idempotency_key(v.to_str().unwrap_or_default())?)),
+    }
 }
 
 fn ok(status: StatusCode, value: &impl serde::Serialize) -> Result<Response<Body>, ApiError> {
@@ -90,7 +91,7 @@ async fn route(a: &Admin, req: &Request) -> Result<Response<Body>, ApiError> {
                 price_cents: b.price_cents,
                 image_url: b.image_url,
             };
-            ok(StatusCode::CREATED, &a.create_product(who, &p).await?)
+            ok(StatusCode::CREATED, &a.create_product(who, &p, idempotency_key(req)?.as_deref()).await?)
         }
         (&Method::GET, ["admin", "products"]) => {
             let (page, per) = paging()?;
@@ -98,19 +99,16 @@ async fn route(a: &Admin, req: &Request) -> Result<Response<Body>, ApiError> {
         }
         (&Method::POST, ["admin", "activities"]) => {
             let b: ActivityBody = http::json_body(req)?;
-            if b.stock < -1 {
-                return Err(ApiError::InvalidRequest("stock must be -1 (unlimited) or more".into()));
-            }
             let new = NewActivity {
                 product_id: b.product_id,
                 stock: b.stock,
                 starts_at: b.starts_at.with_timezone(&Utc),
                 ends_at: b.ends_at.with_timezone(&Utc),
-                rate_limit_per_sec: positive_u32("rate_limit_per_sec", b.rate_limit_per_sec)?,
-                burst: positive_u32("burst", b.burst)?,
-                per_user_per_min: positive_u32("per_user_per_min", b.per_user_per_min)?,
+                rate_limit_per_sec: admin::count("rate_limit_per_sec", b.rate_limit_per_sec, admin::MAX_RATE_PER_SEC)?,
+                burst: admin::count("burst", b.burst, admin::MAX_BURST)?,
+                per_user_per_min: admin::count("per_user_per_min", b.per_user_per_min, admin::MAX_PER_USER_PER_MIN)?,
             };
-            ok(StatusCode::CREATED, &a.create_activity(who, &new).await?)
+            ok(StatusCode::CREATED, &a.create_activity(who, &new, idempotency_key(req)?.as_deref()).await?)
         }
         (&Method::GET, ["admin", "activities"]) => {
             let (page, per) = paging()?;

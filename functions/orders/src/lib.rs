@@ -71,6 +71,18 @@ async fn route(orders: &Orders, req: &Request) -> Result<Response<Body>, ApiErro
                 "pay_by": null,
             }),
         )),
+        Some(OrderView::Failed(d)) => Ok(http::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "receipt": d.receipt,
+                "status": "failed",
+                "order_id": null,
+                "product_id": d.product_id,
+                "activity_id": d.activity_id,
+                "created_at": time(d.created_at),
+                "pay_by": null,
+            }),
+        )),
         None => Err(ApiError::OrderNotFound),
     }
 }

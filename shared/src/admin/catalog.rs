@@ -27,12 +27,20 @@ pub struct Warmed {
 }
 
 impl Admin {
+    /// Lists a product. With an `Idempotency-Key`, a retry returns the product the first
+    /// request created (and completes its listing); the same key with another body is a 400.
     #[tracing::instrument(skip(self, p), err)]
-    pub async fn create_product(&self, admin: &str, p: &NewProduct) -> Result<Product, AdminError> {
+    pub async fn create_product(&self, admin: &str, p: &NewProduct, key: Option<&str>) -> Result<Product, AdminError> {
         validate_product(p)?;
-        let id = self.sale.list_product(p).await?;
+        let id = self.sale.list_product(p, key).await?;
         tracing::info!(admin, action = "create_product", product_id = id, name = %p.name, "admin action");
-        self.db().product(id).await?.ok_or(AdminError::NotFound)
+        let made = self.db().product(id).await?.ok_or(AdminError::NotFound)?;
+        let same = (&made.name, &made.description, made.price_cents, &made.image_url)
+            == (&p.name, &p.description, p.price_cents, &p.image_url);
+        if key.is_some() && !same {
+            return Err(invalid("this Idempotency-Key was used for another product"));
+        }
+        Ok(made)
     }
 
     #[tracing::instrument(skip(self), err)]
@@ -40,13 +48,20 @@ impl Admin {
         Ok(self.db().list_products(page, per).await?)
     }
 
+    /// Creates an activity. With an `Idempotency-Key`, a retry returns the activity the first
+    /// request created; the same key with another body is a 400.
     #[tracing::instrument(skip(self, a), err)]
-    pub async fn create_activity(&self, admin: &str, a: &NewActivity) -> Result<Activity, AdminError> {
+    pub async fn create_activity(
+        &self,
+        admin: &str,
+        a: &NewActivity,
+        key: Option<&str>,
+    ) -> Result<Activity, AdminError> {
         validate_activity(a)?;
         if self.db().product(a.product_id).await?.is_none() {
             return Err(invalid(format!("product {} does not exist", a.product_id)));
         }
-        let id = self.db().insert_activity(a).await?;
+        let id = self.db().insert_activity_once(a, key).await?;
         tracing::info!(
             admin,
             action = "create_activity",
@@ -55,7 +70,28 @@ impl Admin {
             stock = a.stock,
             "admin action"
         );
-        self.db().activity(id).await?.ok_or(AdminError::NotFound)
+        let made = self.db().activity(id).await?.ok_or(AdminError::NotFound)?;
+        let same = (
+            made.product_id,
+            made.stock,
+            made.starts_at.timestamp_millis(),
+            made.ends_at.timestamp_millis(),
+            made.rate_limit_per_sec,
+            made.burst,
+            made.per_user_per_min,
+        ) == (
+            a.product_id,
+            a.stock,
+            a.starts_at.timestamp_millis(),
+            a.ends_at.timestamp_millis(),
+            a.rate_limit_per_sec,
+            a.burst,
+            a.per_user_per_min,
+        );
+        if key.is_some() && !same {
+            return Err(invalid("this Idempotency-Key was used for another activity"));
+        }
+        Ok(made)
     }
 
     #[tracing::instrument(skip(self), err)]

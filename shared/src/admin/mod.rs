@@ -14,7 +14,9 @@ pub mod validation;
 pub use catalog::Warmed;
 pub use publish::{Published, render_page};
 pub use reconcile::Reconcile;
-pub use validation::{DEFAULT_PER, MAX_PER, paging};
+pub use validation::{
+    DEFAULT_PER, MAX_BURST, MAX_PER, MAX_PER_USER_PER_MIN, MAX_RATE_PER_SEC, MAX_STOCK, count, idempotency_key, paging,
+};
 
 use crate::{
     mysql::Db,

@@ -13,6 +13,31 @@ pub(super) fn invalid(msg: impl Into<String>) -> AdminError {
     AdminError::Invalid(msg.into())
 }
 
+/// The largest values an activity may carry: within what the columns hold (`INT`, `BIGINT`,
+/// `DATETIME`) and what makes sense for a sale. Anything beyond is a 400, never a 5xx.
+pub const MAX_RATE_PER_SEC: u32 = 1_000_000;
+pub const MAX_BURST: u32 = 1_000_000;
+pub const MAX_PER_USER_PER_MIN: u32 = 10_000;
+pub const MAX_STOCK: i64 = 1_000_000_000;
+/// Sale windows lie within these years (`DATETIME` holds 1000..9999).
+pub const YEARS: std::ops::RangeInclusive<i32> = 2000..=9999;
+
+/// An activity's count field from its raw JSON integer: 1..=`max`.
+pub fn count(name: &str, value: i64, max: u32) -> Result<u32, AdminError> {
+    u32::try_from(value)
+        .ok()
+        .filter(|v| (1..=max).contains(v))
+        .ok_or_else(|| invalid(format!("{name} must be an integer from 1 to {max}")))
+}
+
+/// An `Idempotency-Key` header's value: 1 to 100 visible ASCII characters.
+pub fn idempotency_key(raw: &str) -> Result<String, AdminError> {
+    if raw.is_empty() || raw.len() > 100 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid("Idempotency-Key must be 1 to 100 visible ASCII characters"));
+    }
+    Ok(raw.to_owned())
+}
+
 /// `page` (from 1) and `per` (1..=MAX_PER) from their raw query values.
 pub fn paging(page: Option<&str>, per: Option<&str>) -> Result<(u32, u32), AdminError> {
     let page = match page {
@@ -58,15 +83,23 @@ pub fn validate_activity(a: &NewActivity) -> Result<(), AdminError> {
     if !valid_id(a.product_id) {
         return Err(invalid("product_id must be a positive id"));
     }
-    if a.stock < UNLIMITED {
-        return Err(invalid("stock must be -1 (unlimited) or more"));
+    if a.stock < UNLIMITED || a.stock > MAX_STOCK {
+        return Err(invalid(format!("stock must be -1 (unlimited) or from 0 to {MAX_STOCK}")));
+    }
+    use chrono::Datelike;
+    if !YEARS.contains(&a.starts_at.year()) || !YEARS.contains(&a.ends_at.year()) {
+        return Err(invalid(format!(
+            "starts_at and ends_at must lie in the years {} to {}",
+            YEARS.start(),
+            YEARS.end()
+        )));
     }
     if a.ends_at <= a.starts_at {
         return Err(invalid("ends_at must be after starts_at"));
     }
-    if a.rate_limit_per_sec == 0 || a.burst == 0 || a.per_user_per_min == 0 {
-        return Err(invalid("rate_limit_per_sec, burst and per_user_per_min must be greater than 0"));
-    }
+    count("rate_limit_per_sec", a.rate_limit_per_sec.into(), MAX_RATE_PER_SEC)?;
+    count("burst", a.burst.into(), MAX_BURST)?;
+    count("per_user_per_min", a.per_user_per_min.into(), MAX_PER_USER_PER_MIN)?;
     Ok(())
 }
 

@@ -60,7 +60,28 @@ pub struct OrderRow {
 pub struct NewOrder {
     pub message: OrderMessage,
     pub price_cents: i64,
-    pub pay_by: DateTime<Utc>,
+    /// `pay_by` is MySQL's `NOW(3)` at the insert plus this: the clock that decides the
+    /// payment (`pay`, the timeout and the sweep compare with `NOW(3)` too).
+    pub payment_window: std::time::Duration,
+}
+
+/// A purchase that failed without an order row of its own (its buyer already had an order for
+/// the activity), as `dead_letters` keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub receipt: String,
+    pub activity_id: u64,
+    pub product_id: u64,
+    pub user_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A cancelled or failed purchase whose unit is not yet recorded as back in stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Returned {
+    pub receipt: String,
+    pub activity_id: u64,
+    pub product_id: u64,
 }
 
 /// An order as the rebuild of a sale needs it.

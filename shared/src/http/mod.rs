@@ -71,7 +71,9 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::SoldOut | Self::AlreadyBought { .. } | Self::OrderNotReady | Self::OrderCancelled => StatusCode::CONFLICT,
+            Self::SoldOut | Self::AlreadyBought { .. } | Self::OrderNotReady | Self::OrderCancelled => {
+                StatusCode::CONFLICT
+            }
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -34,18 +34,41 @@ fn activity_from_row(r: &sqlx::mysql::MySqlRow) -> Result<Activity, sqlx::Error>
 }
 
 impl Db {
+    /// Inserts a product; with an idempotency key already used, returns that product's id.
     #[tracing::instrument(skip(self, product), fields(name = %product.name), err)]
-    pub async fn insert_product(&self, product: &NewProduct) -> Result<u64, sqlx::Error> {
+    pub async fn insert_product(&self, product: &NewProduct, key: Option<&str>) -> Result<u64, sqlx::Error> {
         self.count();
-        let done =
-            sqlx::query(r#"INSERT INTO products (name, description, price_cents, image_url) VALUES (?, ?, ?, ?)"#)
-                .bind(&product.name)
-                .bind(&product.description)
-                .bind(product.price_cents)
-                .bind(&product.image_url)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.last_insert_id())
+        let done = sqlx::query(
+            r#"INSERT INTO products (name, description, price_cents, image_url, idempotency_key) VALUES (?, ?, ?, ?, ?)"#,
+        )
+        .bind(&product.name)
+        .bind(&product.description)
+        .bind(product.price_cents)
+        .bind(&product.image_url)
+        .bind(key)
+        .execute(&self.pool)
+        .await;
+        self.created_or_replayed("products", done, key).await
+    }
+
+    /// The id a create made, or (its idempotency key already used) the id the first one made.
+    async fn created_or_replayed(
+        &self,
+        table: &str,
+        done: Result<sqlx::mysql::MySqlQueryResult, sqlx::Error>,
+        key: Option<&str>,
+    ) -> Result<u64, sqlx::Error> {
+        match (done, key) {
+            (Ok(done), _) => Ok(done.last_insert_id()),
+            (Err(e), Some(key)) if super::is_duplicate(&e) => {
+                self.count();
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT id FROM {table} WHERE idempotency_key = ?")))
+                    .bind(key)
+                    .fetch_one(&self.pool)
+                    .await
+            }
+            (Err(e), _) => Err(e),
+        }
     }
 
     #[tracing::instrument(skip(self), err)]
@@ -89,11 +112,17 @@ impl Db {
 
     #[tracing::instrument(skip(self, a), fields(product_id = a.product_id), err)]
     pub async fn insert_activity(&self, a: &NewActivity) -> Result<u64, sqlx::Error> {
+        self.insert_activity_once(a, None).await
+    }
+
+    /// Inserts an activity; with an idempotency key already used, returns that activity's id.
+    #[tracing::instrument(skip(self, a), fields(product_id = a.product_id), err)]
+    pub async fn insert_activity_once(&self, a: &NewActivity, key: Option<&str>) -> Result<u64, sqlx::Error> {
         self.count();
         let done = sqlx::query(
             r#"INSERT INTO activities
-               (product_id, stock, starts_at, ends_at, rate_limit_per_sec, burst, per_user_per_min)
-               VALUES (?, ?, ?, ?, ?, ?, ?)"#,
+               (product_id, stock, starts_at, ends_at, rate_limit_per_sec, burst, per_user_per_min, idempotency_key)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)"#,
         )
         .bind(a.product_id)
         .bind(a.stock)
@@ -102,9 +131,10 @@ impl Db {
         .bind(a.rate_limit_per_sec)
         .bind(a.burst)
         .bind(a.per_user_per_min)
+        .bind(key)
         .execute(&self.pool)
-        .await?;
-        Ok(done.last_insert_id())
+        .await;
+        self.created_or_replayed("activities", done, key).await
     }
 
     #[tracing::instrument(skip(self), err)]

@@ -28,6 +28,22 @@ fn is_duplicate(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some(ER_DUP_ENTRY) || db.code().as_deref() == Some("23000"))
 }
 
+/// Sets the session's statement time limit: MariaDB's `max_statement_time` (every statement,
+/// lock waits included), MySQL's `max_execution_time` (SELECTs); both get
+/// `innodb_lock_wait_timeout` (whole seconds, at least 1) for row-lock waits.
+async fn bound_statement_time(conn: &mut sqlx::MySqlConnection, limit: std::time::Duration) -> Result<(), sqlx::Error> {
+    use sqlx::Executor;
+    let version: String = sqlx::query_scalar("SELECT VERSION()").fetch_one(&mut *conn).await?;
+    let lock_secs = limit.as_secs().max(1);
+    let set = if version.contains("MariaDB") {
+        format!("SET SESSION max_statement_time = {:.3}, innodb_lock_wait_timeout = {lock_secs}", limit.as_secs_f64())
+    } else {
+        format!("SET SESSION max_execution_time = {}, innodb_lock_wait_timeout = {lock_secs}", limit.as_millis())
+    };
+    conn.execute(sqlx::AssertSqlSafe(set)).await?;
+    Ok(())
+}
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../sql");
 
 #[derive(Clone, Debug)]
@@ -40,10 +56,15 @@ impl Db {
     /// A lazy pool: no connection is opened until a query needs one, so a cold start does not
     /// touch MySQL and the hot path (Redis only) never does. The URL was parsed (and its
     /// variable named on error) by `config`.
+    /// Every connection bounds its statements' time on the server (`statement_timeout`):
+    /// a statement stuck on a lock or a slow plan fails (503) instead of running until the
+    /// Lambda timeout.
     pub fn connect_lazy(cfg: &MysqlConfig) -> Self {
+        let limit = cfg.statement_timeout;
         let pool = MySqlPoolOptions::new()
             .max_connections(cfg.max_connections)
             .acquire_timeout(cfg.acquire_timeout)
+            .after_connect(move |conn, _| Box::pin(async move { bound_statement_time(conn, limit).await }))
             .connect_lazy_with(cfg.options.clone());
         Self::from_pool(pool)
     }

@@ -4,7 +4,7 @@ use chrono::Utc;
 use sqlx::Row;
 
 use super::{Db, is_duplicate};
-use crate::domain::{NewOrder, OrderKey, OrderMessage, OrderRow, from_ms};
+use crate::domain::{DeadLetter, NewOrder, OrderKey, OrderMessage, OrderRow, Returned, from_ms};
 
 /// The columns `order_from_row` reads.
 pub(super) const ORDER_COLUMNS: &str =
@@ -28,13 +28,19 @@ pub(super) fn order_from_row(r: &sqlx::mysql::MySqlRow) -> Result<OrderRow, sqlx
 }
 
 impl Db {
-    /// Every order of an activity (failed ones included), as the sale rebuild needs them.
+    /// Every order of an activity (failed ones included), then the dead letters that have no
+    /// order row (their unit is returned too), as the sale rebuild needs them.
     #[tracing::instrument(skip(self), err)]
     pub async fn order_keys(&self, activity_id: u64) -> Result<Vec<OrderKey>, sqlx::Error> {
         self.count();
         let rows = sqlx::query(
-            r#"SELECT receipt, user_id, status IN ('cancelled', 'failed') AS returned FROM orders WHERE activity_id = ?"#,
+            r#"SELECT receipt, user_id, status IN ('cancelled', 'failed') AS returned, 0 AS dead FROM orders WHERE activity_id = ?
+               UNION ALL
+               SELECT d.receipt, d.user_id, 1, 1 FROM dead_letters d
+               WHERE d.activity_id = ? AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.receipt = d.receipt)
+               ORDER BY dead DESC"#,
         )
+        .bind(activity_id)
         .bind(activity_id)
         .fetch_all(&self.pool)
         .await?;
@@ -68,7 +74,9 @@ impl Db {
                 .push_bind(&o.message.user_id)
                 .push_bind(o.price_cents)
                 .push_bind(from_ms(o.message.created_at_ms).unwrap_or_else(Utc::now))
-                .push_bind(o.pay_by);
+                .push("NOW(3) + INTERVAL ")
+                .push_bind_unseparated(o.payment_window.as_micros() as u64)
+                .push_unseparated(" MICROSECOND");
         });
         q.push(" ON DUPLICATE KEY UPDATE receipt = receipt");
         q.build().execute(&mut *tx).await?;
@@ -85,13 +93,14 @@ impl Db {
         row.as_ref().map(order_from_row).transpose()
     }
 
-    /// The payment timeout's conditional update: true if this call cancelled the order.
+    /// The payment timeout's conditional update: true if this call cancelled the order. Only
+    /// past `pay_by` by MySQL's clock, the one `pay` is judged by.
     #[tracing::instrument(skip(self), err)]
     pub async fn cancel_if_pending(&self, receipt: &str) -> Result<bool, sqlx::Error> {
         self.count();
         let done = sqlx::query(
             r#"UPDATE orders SET status = 'cancelled', cancelled_at = NOW(3)
-               WHERE receipt = ? AND status = 'pending_payment'"#,
+               WHERE receipt = ? AND status = 'pending_payment' AND pay_by <= NOW(3)"#,
         )
         .bind(receipt)
         .execute(&self.pool)
@@ -99,20 +108,28 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The payment's conditional update: true if this call paid the order. A payment after
-    /// `pay_by` loses, even if the timeout has not run yet.
+    /// The payment: pays the order if it is the user's, unpaid and not past `pay_by` (MySQL's
+    /// clock), and reads the row back in the same transaction, so the answer never depends on
+    /// anything read after the commit. `None`: no order row with this receipt (yet).
     #[tracing::instrument(skip(self), err)]
-    pub async fn pay_if_pending(&self, receipt: &str, user_id: &str) -> Result<bool, sqlx::Error> {
+    pub async fn pay(&self, receipt: &str, user_id: &str) -> Result<Option<(OrderRow, bool)>, sqlx::Error> {
         self.count();
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             r#"UPDATE orders SET status = 'paid', paid_at = NOW(3)
                WHERE receipt = ? AND user_id = ? AND status = 'pending_payment' AND pay_by > NOW(3)"#,
         )
         .bind(receipt)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE receipt = ?")))
+            .bind(receipt)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let row = row.as_ref().map(order_from_row).transpose()?;
+        tx.commit().await?;
+        Ok(row.map(|o| (o, done.rows_affected() == 1)))
     }
 
     /// Records a purchase whose message exhausted its resends: a `failed` order row and the
@@ -165,5 +182,117 @@ impl Db {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+impl Db {
+    /// A purchase that lost to the one-per-user key (its buyer already has another order for
+    /// the activity): a dead letter without an order row. False if it was recorded before.
+    #[tracing::instrument(skip(self, message, payload), fields(receipt = %message.receipt), err)]
+    pub async fn insert_dead_letter(
+        &self,
+        message: &OrderMessage,
+        payload: &str,
+        reason: &str,
+    ) -> Result<bool, sqlx::Error> {
+        self.count();
+        let done = sqlx::query(
+            r#"INSERT IGNORE INTO dead_letters (receipt, activity_id, product_id, user_id, payload, reason, attempts)
+               VALUES (?, ?, ?, ?, ?, ?, 0)"#,
+        )
+        .bind(&message.receipt)
+        .bind(message.activity_id)
+        .bind(message.product_id)
+        .bind(&message.user_id)
+        .bind(payload)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    pub async fn dead_letter(&self, receipt: &str) -> Result<Option<DeadLetter>, sqlx::Error> {
+        self.count();
+        let row = sqlx::query(
+            "SELECT receipt, activity_id, product_id, user_id, created_at FROM dead_letters WHERE receipt = ?",
+        )
+        .bind(receipt)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(DeadLetter {
+                receipt: r.try_get("receipt")?,
+                activity_id: r.try_get("activity_id")?,
+                product_id: r.try_get("product_id")?,
+                user_id: r.try_get("user_id")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records that these purchases' units are back in stock (the last step after a cancel or
+    /// a dead letter; until it is done, the sweep redoes the restore).
+    #[tracing::instrument(skip(self, receipts), fields(n = receipts.len()), err)]
+    pub async fn mark_restored(&self, receipts: &[&str]) -> Result<(), sqlx::Error> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        self.count();
+        let mut tx = self.pool.begin().await?;
+        for table in ["orders", "dead_letters"] {
+            let mut q = sqlx::QueryBuilder::new(format!("UPDATE {table} SET unit_restored = 1 WHERE receipt IN ("));
+            let mut list = q.separated(", ");
+            for r in receipts {
+                list.push_bind(*r);
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await
+    }
+
+    /// The sweep's cancel: unpaid orders more than `grace` past `pay_by` (MySQL's clock),
+    /// oldest first, at most `limit`. Returns how many it cancelled.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn cancel_overdue(&self, grace: std::time::Duration, limit: u32) -> Result<u64, sqlx::Error> {
+        self.count();
+        let done = sqlx::query(
+            r#"UPDATE orders SET status = 'cancelled', cancelled_at = NOW(3)
+               WHERE status = 'pending_payment' AND pay_by < NOW(3) - INTERVAL ? MICROSECOND
+               ORDER BY pay_by LIMIT ?"#,
+        )
+        .bind(grace.as_micros() as u64)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Cancelled or failed purchases whose unit is not yet recorded as restored, at most `limit`.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn units_to_restore(&self, limit: u32) -> Result<Vec<Returned>, sqlx::Error> {
+        self.count();
+        let rows = sqlx::query(
+            r#"(SELECT receipt, activity_id, product_id FROM orders
+                WHERE status IN ('cancelled', 'failed') AND unit_restored = 0 LIMIT ?)
+               UNION ALL
+               (SELECT d.receipt, d.activity_id, d.product_id FROM dead_letters d
+                WHERE d.unit_restored = 0 AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.receipt = d.receipt) LIMIT ?)"#,
+        )
+        .bind(limit)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Returned {
+                    receipt: r.try_get("receipt")?,
+                    activity_id: r.try_get("activity_id")?,
+                    product_id: r.try_get("product_id")?,
+                })
+            })
+            .collect()
     }
 }

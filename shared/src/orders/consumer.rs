@@ -3,14 +3,26 @@
 
 use std::collections::HashMap;
 
-use chrono::Utc;
-
 use crate::{
     domain::{NewOrder, OrderMessage, Record, TimeoutMessage},
-    sale::Sale,
+    sale::{Sale, SaleError},
     sqs::Queue,
     telemetry::error_chain,
 };
+
+/// A second purchase by a buyer who already has an order for the activity (Redis lost the
+/// first and sold again): it becomes a failed purchase, a dead letter without an order row
+/// (the one-per-user key keeps the first), and its unit comes back. Logged as an error: it
+/// means a unit was handed out twice to one buyer. Safe to redo.
+pub(crate) async fn reject_second_order(sale: &Sale, m: &OrderMessage) -> Result<(), SaleError> {
+    let payload = serde_json::to_string(m).unwrap_or_default();
+    let reason = "the buyer already has another order for this activity (one per user)";
+    if sale.db.insert_dead_letter(m, &payload, reason).await? {
+        tracing::error!(receipt = %m.receipt, user = %m.user_id, activity_id = m.activity_id, "second order for one buyer; failed and its unit restored");
+    }
+    sale.give_back(m.product_id, m.activity_id, &m.receipt).await?;
+    Ok(())
+}
 
 /// `order-consumer`: SQS `orders` -> MySQL, then the payment timeout and the outbox ack.
 pub struct OrderConsumer {
@@ -49,11 +61,12 @@ impl OrderConsumer {
                 return failed;
             }
         };
-        let pay_by = Utc::now() + chrono::Duration::from_std(self.sale.cfg.payment_window).unwrap_or_default();
         let mut rows: Vec<(&str, NewOrder)> = Vec::new();
         for (id, m) in messages {
             match prices.get(&m.activity_id) {
-                Some(&price_cents) => rows.push((id, NewOrder { message: m, price_cents, pay_by })),
+                Some(&price_cents) => {
+                    rows.push((id, NewOrder { message: m, price_cents, payment_window: self.sale.cfg.payment_window }))
+                }
                 None => {
                     tracing::error!(receipt = %m.receipt, activity_id = m.activity_id, "order for an unknown activity");
                     failed.push(id.to_owned());
@@ -81,6 +94,26 @@ impl OrderConsumer {
                 stored
             }
         };
+
+        // A receipt the idempotent insert did not store lost to the one-per-user key: its buyer
+        // already has another order for the activity (possible only after Redis lost data).
+        let receipts: Vec<String> = stored.iter().map(|(_, o)| o.message.receipt.clone()).collect();
+        let present: std::collections::HashSet<String> = match self.sale.db.existing_receipts(&receipts).await {
+            Ok(p) => p.into_iter().collect(),
+            Err(e) => {
+                tracing::error!(error = %error_chain(&e), "MySQL unavailable after the insert; the batch will be redelivered");
+                failed.extend(stored.iter().map(|(id, _)| (*id).to_owned()));
+                return failed;
+            }
+        };
+        let (stored, second_orders): (Vec<_>, Vec<_>) =
+            stored.into_iter().partition(|(_, o)| present.contains(&o.message.receipt));
+        for (id, o) in second_orders {
+            if let Err(e) = reject_second_order(&self.sale, &o.message).await {
+                tracing::error!(error = %error_chain(&e), receipt = %o.message.receipt, "could not fail a second order; redelivered");
+                failed.push(id.to_owned());
+            }
+        }
 
         // The timeout for each stored order (also for a redelivered one: a second timeout
         // message is harmless, a missing one would leave the unit unpaid forever).

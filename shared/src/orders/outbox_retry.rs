@@ -1,11 +1,18 @@
-//! `outbox-retry`: resends outbox entries nobody acknowledged; dead-letters after the cap.
+//! `outbox-retry` (scheduled, every minute): resends outbox entries nobody acknowledged, and
+//! dead-letters a purchase only when the queue accepted it `outbox_max_attempts` times and the
+//! consumer never took it, or when it is older than `outbox_max_age`. A send that fails (SQS
+//! unreachable) is not an attempt. Each run drains the backlog within its time budget (claims
+//! of `outbox_claim_batch`, SendMessageBatch of ten, batches concurrently), a product's failure
+//! does not stop the others, and a product is visited until its outbox is empty. The run ends
+//! with the [`sweep`](super::sweep).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use super::sweep::{SweepReport, sweep};
 use crate::{
-    domain::{OrderMessage, to_ms},
+    domain::OrderMessage,
     sale::{Sale, SaleError},
     sqs::Queue,
     telemetry::error_chain,
@@ -15,11 +22,16 @@ use crate::{
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct RetryReport {
     pub products: usize,
+    /// Products whose visit failed (Redis or MySQL error); the next run visits them again.
+    pub products_failed: usize,
     pub claimed: usize,
     pub resent: usize,
     pub send_failed: usize,
     pub dead_lettered: usize,
     pub delivered_after_all: usize,
+    /// Products still holding entries when the run's time budget ran out.
+    pub unfinished: usize,
+    pub sweep: SweepReport,
 }
 
 /// `outbox-retry`: resends outbox entries nobody acknowledged; dead-letters after the cap.
@@ -31,51 +43,110 @@ pub struct OutboxRetry {
 impl OutboxRetry {
     #[tracing::instrument(skip(self), err)]
     pub async fn run(&self) -> Result<RetryReport, SaleError> {
-        let now = Utc::now();
+        let started = Instant::now();
         let cfg = &self.sale.cfg;
-        let products = self.sale.db.recent_products(now, cfg.horizon).await?;
+        // Products of recent activities (an entry older than `outbox_max_age` is dead-lettered,
+        // so older activities have none unless a run could not finish them: those are on the
+        // list an earlier run left in Redis).
+        let since = cfg.horizon.max(cfg.outbox_max_age + Duration::from_secs(3600));
+        let mut products = self.sale.db.recent_products(Utc::now(), since).await?;
+        products.extend(self.sale.redis.outbox_products().await?);
+        products.sort_unstable();
+        products.dedup();
         let mut report = RetryReport { products: products.len(), ..Default::default() };
+        let deadline = started + cfg.outbox_run_budget;
         for product_id in products {
-            let claims =
-                self.sale.redis.claim_due(product_id, to_ms(now), cfg.outbox_backoff, cfg.outbox_claim_batch).await?;
-            report.claimed += claims.len();
+            if let Err(e) = self.drain(product_id, deadline, &mut report).await {
+                report.products_failed += 1;
+                tracing::error!(error = %error_chain(&e), product_id, "outbox retry failed for this product; the next run retries it");
+            }
+        }
+        report.sweep = sweep(&self.sale).await?;
+        tracing::info!(?report, elapsed_ms = started.elapsed().as_millis() as u64, "outbox retry run");
+        Ok(report)
+    }
+
+    /// Resends everything due in one product's outbox, claim after claim, until nothing is due
+    /// or the run's budget is spent; then records whether the outbox still has entries.
+    async fn drain(&self, product_id: u64, deadline: Instant, report: &mut RetryReport) -> Result<(), SaleError> {
+        let cfg = &self.sale.cfg;
+        let max_age_ms = cfg.outbox_max_age.as_millis() as i64;
+        loop {
+            if Instant::now() >= deadline {
+                report.unfinished += 1;
+                break;
+            }
+            let claim = self.sale.redis.claim_due(product_id, cfg.outbox_backoff, cfg.outbox_claim_batch).await?;
+            let full = claim.entries.len() as u32 >= cfg.outbox_claim_batch;
+            report.claimed += claim.entries.len();
             let mut resend = Vec::new();
-            for c in claims {
-                if c.attempts <= cfg.outbox_max_attempts {
+            for c in claim.entries {
+                let m = match serde_json::from_str::<OrderMessage>(&c.message) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::error!(error = %e, receipt = %c.receipt, entry = %c.message, "outbox entry does not parse; left for an operator");
+                        continue;
+                    }
+                };
+                let reason = if c.attempts >= cfg.outbox_max_attempts {
+                    Some(format!(
+                        "the queue accepted the order message {} times and the consumer never took it",
+                        c.attempts
+                    ))
+                } else if claim.now_ms - m.created_at_ms > max_age_ms {
+                    Some(format!(
+                        "the order message was not delivered within {} h",
+                        cfg.outbox_max_age.as_secs() / 3600
+                    ))
+                } else {
+                    None
+                };
+                let Some(reason) = reason else {
                     resend.push((c.receipt, c.message));
                     continue;
-                }
-                match serde_json::from_str::<OrderMessage>(&c.message) {
-                    Ok(m) => match self.dead_letter(&m, &c.message, c.attempts).await {
-                        Ok(true) => report.dead_lettered += 1,
-                        Ok(false) => report.delivered_after_all += 1,
-                        Err(e) => {
-                            tracing::error!(error = %error_chain(&e), receipt = %c.receipt, "dead-lettering failed; next run retries")
-                        }
-                    },
-                    Err(e) => tracing::error!(error = %e, receipt = %c.receipt, "outbox entry does not parse"),
+                };
+                match self.dead_letter(&m, &c.message, &reason, c.attempts).await {
+                    Ok(true) => report.dead_lettered += 1,
+                    Ok(false) => report.delivered_after_all += 1,
+                    Err(e) => {
+                        tracing::error!(error = %error_chain(&e), receipt = %c.receipt, "dead-lettering failed; next run retries")
+                    }
                 }
             }
             let failed = self.orders.send_all(&resend, Duration::ZERO).await;
             report.send_failed += failed.len();
-            report.resent += resend.len() - failed.len();
+            let accepted: Vec<String> = resend.into_iter().map(|(r, _)| r).filter(|r| !failed.contains(r)).collect();
+            report.resent += accepted.len();
+            self.sale.redis.record_sent(product_id, &accepted).await?;
+            if !full {
+                break;
+            }
         }
-        tracing::info!(?report, "outbox retry run");
-        Ok(report)
+        self.sale.redis.track_outbox(product_id).await?;
+        Ok(())
     }
 
     /// The purchase becomes `failed` and its unit comes back, unless its order exists after
     /// all, in which case only the outbox entry goes.
     #[tracing::instrument(skip(self, m, payload), fields(receipt = %m.receipt), err)]
-    async fn dead_letter(&self, m: &OrderMessage, payload: &str, attempts: u32) -> Result<bool, SaleError> {
-        let reason = format!("order message not acknowledged after {} resends", attempts - 1);
-        if self.sale.db.insert_failed(m, payload, &reason, attempts - 1).await? {
-            tracing::warn!(receipt = %m.receipt, attempts, "purchase dead-lettered; unit restored");
-            self.sale.restore_unit(m.product_id, m.activity_id, &m.receipt).await?;
+    async fn dead_letter(
+        &self,
+        m: &OrderMessage,
+        payload: &str,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<bool, SaleError> {
+        if self.sale.db.insert_failed(m, payload, reason, attempts).await? {
+            tracing::warn!(receipt = %m.receipt, attempts, reason, "purchase dead-lettered; unit restored");
+            self.sale.give_back(m.product_id, m.activity_id, &m.receipt).await?;
             Ok(true)
-        } else {
+        } else if self.sale.db.order(&m.receipt).await?.is_some() {
             self.sale.redis.ack_outbox(m.product_id, &[m]).await?;
             Ok(false)
+        } else {
+            // Not this receipt's row: its buyer's other order holds the one-per-user key.
+            super::consumer::reject_second_order(&self.sale, m).await?;
+            Ok(true)
         }
     }
 }

@@ -16,6 +16,9 @@ pub enum Expired {
     Untouched,
     /// No such order (should not happen: the timeout is sent after the insert).
     UnknownOrder,
+    /// Still unpaid but not yet past `pay_by` by MySQL's clock (the message came early): the
+    /// record fails, so SQS delivers it again later (and the sweep is there regardless).
+    NotDue,
 }
 
 /// `payment-timeout`: cancels an unpaid order and restores its unit, once.
@@ -31,6 +34,7 @@ impl PaymentTimeouts {
             // crashed before restoring (the restore below is idempotent).
             match self.sale.db.order(&msg.receipt).await? {
                 Some(o) if o.status == OrderStatus::Cancelled => {}
+                Some(o) if o.status == OrderStatus::PendingPayment => return Ok(Expired::NotDue),
                 Some(_) => return Ok(Expired::Untouched),
                 None => {
                     tracing::warn!(receipt = %msg.receipt, "timeout for an order that does not exist");
@@ -38,7 +42,7 @@ impl PaymentTimeouts {
                 }
             }
         }
-        let restored = self.sale.restore_unit(msg.product_id, msg.activity_id, &msg.receipt).await?;
+        let restored = self.sale.give_back(msg.product_id, msg.activity_id, &msg.receipt).await?;
         tracing::info!(receipt = %msg.receipt, ?restored, "unpaid order cancelled");
         Ok(Expired::Cancelled(restored))
     }
@@ -55,6 +59,10 @@ impl PaymentTimeouts {
                 }
             };
             match self.expire(&msg).await {
+                Ok(Expired::NotDue) => {
+                    tracing::info!(receipt = %msg.receipt, "timeout came before pay_by; delivered again later");
+                    Some(r.id.clone())
+                }
                 Ok(_) => None,
                 Err(e) => {
                     tracing::error!(error = %error_chain(&e), receipt = %msg.receipt, "timeout failed; will be redelivered");

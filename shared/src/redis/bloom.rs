@@ -4,7 +4,6 @@
 
 use redis::{AsyncCommands, Value};
 
-
 use super::{RedisStore, StoreError};
 
 /// 2^23 bits = 1 MiB of Redis. With 5 probes, 100,000 products give a false-positive rate

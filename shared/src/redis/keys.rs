@@ -54,6 +54,11 @@ impl Keys {
     pub fn rebuild_lock(&self, product_id: u64) -> String {
         self.product(product_id, "lock")
     }
+    /// Products whose outbox still had entries at the end of an `outbox-retry` run (set): they
+    /// are visited until it is empty, however long ago their activity ended.
+    pub fn outbox_products(&self) -> String {
+        format!("{}:outbox:products", self.prefix)
+    }
     /// Held by the one caller refilling a lost bloom filter from MySQL.
     pub fn bloom_lock(&self) -> String {
         format!("{}:bloom:lock", self.prefix)

@@ -150,15 +150,36 @@ impl RedisStore {
     #[tracing::instrument(skip(self), err)]
     pub async fn sale_and_outbox(&self, product_id: u64) -> Result<SaleAndOutbox, StoreError> {
         let k = &self.keys;
-        let ((activity, stock, version), raw): ((Option<u64>, Option<i64>, Option<String>), Vec<String>) = redis::pipe()
-            .atomic()
-            .cmd("HMGET")
-            .arg(k.sale(product_id))
-            .arg(&["activity_id", "stock", "ver"])
-            .hvals(k.outbox(product_id))
-            .query_async(&mut self.conn())
-            .await?;
+        let ((activity, stock, version), raw): ((Option<u64>, Option<i64>, Option<String>), Vec<String>) =
+            redis::pipe()
+                .atomic()
+                .cmd("HMGET")
+                .arg(k.sale(product_id))
+                .arg(&["activity_id", "stock", "ver"])
+                .hvals(k.outbox(product_id))
+                .query_async(&mut self.conn())
+                .await?;
         let outbox = raw.iter().filter_map(|m| parse_entry(m)).collect();
         Ok(SaleAndOutbox { live: activity.zip(stock), version, outbox })
+    }
+
+    /// Products an earlier `outbox-retry` run left with outbox entries.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn outbox_products(&self) -> Result<Vec<u64>, StoreError> {
+        Ok(self.conn().smembers(self.keys.outbox_products()).await?)
+    }
+
+    /// Entries left in the product's outbox; the product stays on (or leaves) the list of
+    /// products `outbox-retry` must visit accordingly.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn track_outbox(&self, product_id: u64) -> Result<u64, StoreError> {
+        let left: u64 = self.conn().hlen(self.keys.outbox(product_id)).await?;
+        let list = self.keys.outbox_products();
+        if left > 0 {
+            let _: () = self.conn().sadd(list, product_id).await?;
+        } else {
+            let _: () = self.conn().srem(list, product_id).await?;
+        }
+        Ok(left)
     }
 }

@@ -6,10 +6,11 @@ use super::{Sale, SaleError, rebuild::Flight};
 use crate::domain::NewProduct;
 
 impl Sale {
-    /// Lists a product: the MySQL row, then its bloom filter bits.
+    /// Lists a product: the MySQL row, then its bloom filter bits. With an idempotency key,
+    /// a retry (say after a 503 between the two) finds the row and completes the bits.
     #[tracing::instrument(skip(self, product), fields(name = %product.name), err)]
-    pub async fn list_product(&self, product: &NewProduct) -> Result<u64, SaleError> {
-        let id = self.db.insert_product(product).await?;
+    pub async fn list_product(&self, product: &NewProduct, key: Option<&str>) -> Result<u64, SaleError> {
+        let id = self.db.insert_product(product, key).await?;
         self.redis.bloom_add(id).await?;
         Ok(id)
     }

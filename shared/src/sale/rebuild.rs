@@ -82,13 +82,21 @@ impl Sale {
     async fn rebuild(&self, product_id: u64) -> Result<(), SaleError> {
         let Some(activity) = self.db.current_activity(product_id, Utc::now()).await? else {
             self.redis
-                .load_sale(product_id, LoadMode::IfMissing, &SaleLoad::absent(), self.cfg.negative_ttl, self.cfg.retention)
+                .load_sale(
+                    product_id,
+                    LoadMode::IfMissing,
+                    &SaleLoad::absent(),
+                    self.cfg.negative_ttl,
+                    self.cfg.retention,
+                )
                 .await?;
             return Err(SaleError::ProductNotFound);
         };
         let load = self.derive_load(&activity).await?;
-        let reply =
-            self.redis.load_sale(product_id, LoadMode::IfMissing, &load, self.cfg.negative_ttl, self.cfg.retention).await?;
+        let reply = self
+            .redis
+            .load_sale(product_id, LoadMode::IfMissing, &load, self.cfg.negative_ttl, self.cfg.retention)
+            .await?;
         tracing::info!(activity_id = activity.id, stock = load.stock, ?reply, "sale rebuilt from MySQL");
         Ok(())
     }

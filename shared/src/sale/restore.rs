@@ -1,4 +1,5 @@
-//! A returned purchase's unit back in stock, once per receipt (`restore.lua`'s `restored` set).
+//! A returned purchase's unit back in stock, once per receipt (`restore.lua`'s `restored` set),
+//! then recorded in MySQL (`unit_restored`); until that record exists, the sweep redoes it.
 
 use super::{Sale, SaleError};
 use crate::redis::scripts::restore::RestoreReply;
@@ -25,5 +26,17 @@ impl Sale {
             }
             done => Ok(done),
         }
+    }
+}
+
+impl Sale {
+    /// The last steps after a cancel or a dead letter committed: the unit back in Redis, then
+    /// `unit_restored` in MySQL. Safe to redo (the sweep does, for any purchase whose record
+    /// is missing because a run died between the two).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn give_back(&self, product_id: u64, activity_id: u64, receipt: &str) -> Result<RestoreReply, SaleError> {
+        let reply = self.restore_unit(product_id, activity_id, receipt).await?;
+        self.db.mark_restored(&[receipt]).await?;
+        Ok(reply)
     }
 }

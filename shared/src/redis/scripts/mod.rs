@@ -8,6 +8,7 @@ pub mod buy;
 pub mod claim;
 pub mod load_sale;
 pub mod restore;
+pub mod sent;
 pub mod unlock;
 
 use redis::Value;

@@ -1,0 +1,27 @@
+//! `lua/sent.lua`: counts the resends the queue accepted (only those are attempts).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+use crate::redis::{RedisStore, StoreError};
+
+static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/sent.lua")));
+
+impl RedisStore {
+    /// Records one accepted send for each receipt still in the product's outbox; returns how
+    /// many were counted.
+    #[tracing::instrument(skip(self, receipts), fields(n = receipts.len()), err)]
+    pub async fn record_sent(&self, product_id: u64, receipts: &[String]) -> Result<u64, StoreError> {
+        if receipts.is_empty() {
+            return Ok(0);
+        }
+        let k = &self.keys;
+        let mut inv = SCRIPT.prepare_invoke();
+        inv.key(k.outbox(product_id)).key(k.outbox_attempts(product_id));
+        for r in receipts {
+            inv.arg(r);
+        }
+        Ok(inv.invoke_async(&mut self.conn()).await?)
+    }
+}
