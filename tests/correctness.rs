@@ -308,3 +308,202 @@ async fn d12_a_rebuild_of_a_large_sale_is_chunked_and_keeps_every_buyer() {
     again.assert_error(409, "already_bought");
     assert_eq!(again.json["error"]["receipt"], Value::from(format!("{}-{}-big4321-u4321", a.id, a.product_id)));
 }
+
+// ---------- 3. every step after a commit is redone ----------
+
+#[tokio::test]
+async fn d03_a_dead_letter_committed_by_a_run_that_died_gets_its_unit_back_on_the_next_run() {
+    let env = TestEnv::start().await;
+    let a = env.open_sale(5).await;
+    let receipt = env.buy("victim", a.product_id).await.json["receipt"].as_str().expect("receipt").to_owned();
+    let m = env.sale.redis.outbox_entry(a.product_id, &receipt).await.expect("read").expect("entry");
+    // What outbox-retry's dead letter commits first; then the run is killed before the restore.
+    assert!(env.sale.db.insert_failed(&m, "{}", "test: run killed after the commit", 5).await.expect("commit"));
+    assert_eq!(env.redis_stock(a.product_id).await, Some(4));
+
+    let report = env.app.outbox_retry.run().await.expect("run");
+    assert_eq!(report.sweep.restored, 1, "{report:?}");
+    assert_eq!(env.redis_stock(a.product_id).await, Some(5), "the unit is back");
+    assert_eq!(env.outbox_len(a.product_id).await, 0, "and the entry is gone");
+    let again = env.app.outbox_retry.run().await.expect("run");
+    assert_eq!(again.sweep.restored, 0, "{again:?}");
+    assert_eq!(env.redis_stock(a.product_id).await, Some(5), "once");
+    assert_eq!(env.order("victim", &receipt).await.json["status"], "failed");
+}
+
+// ---------- 4. a lost payment timeout is swept ----------
+
+async fn set_pay_by(env: &TestEnv, receipt: &str, seconds_ago: u32) {
+    sqlx::query("UPDATE orders SET pay_by = NOW(3) - INTERVAL ? SECOND WHERE receipt = ?")
+        .bind(seconds_ago)
+        .bind(receipt)
+        .execute(env.sale.db.pool())
+        .await
+        .expect("pay_by");
+}
+
+#[tokio::test]
+async fn d04_unpaid_orders_past_pay_by_and_the_grace_are_cancelled_without_their_timeout_message() {
+    let env = TestEnv::start().await;
+    let a = env.open_sale(5).await;
+    let late = env.buy("late", a.product_id).await.json["receipt"].as_str().expect("receipt").to_owned();
+    let recent = env.buy("recent", a.product_id).await.json["receipt"].as_str().expect("receipt").to_owned();
+    env.consume_orders().await;
+    // Their timeout messages are never acted on (in the DLQ, say).
+    let _ = env.take_all(&env.timeouts_queue_url).await;
+    set_pay_by(&env, &late, 120).await;
+    set_pay_by(&env, &recent, 10).await; // past pay_by, within the 60 s grace
+    assert_eq!(env.redis_stock(a.product_id).await, Some(3));
+
+    let report = env.app.outbox_retry.run().await.expect("run");
+    assert_eq!((report.sweep.cancelled, report.sweep.restored), (1, 1), "{report:?}");
+    assert_eq!(env.order("late", &late).await.json["status"], "cancelled");
+    assert_eq!(env.order("recent", &recent).await.json["status"], "pending_payment");
+    assert_eq!(env.redis_stock(a.product_id).await, Some(4));
+    env.pay("recent", &recent).await.assert_error(409, "order_cancelled");
+    let again = env.app.outbox_retry.run().await.expect("run");
+    assert_eq!((again.sweep.cancelled, again.sweep.restored), (0, 0), "{again:?}");
+    assert_eq!(env.redis_stock(a.product_id).await, Some(4), "restored once");
+}
+
+// ---------- 5. a second order for one buyer is failed, not swallowed ----------
+
+#[tokio::test]
+async fn d05_a_second_receipt_for_one_buyer_becomes_a_failed_purchase_with_its_unit_back() {
+    let env = TestEnv::start().await;
+    let a = env.open_sale(10).await;
+    let first = env.buy("twice", a.product_id).await.json["receipt"].as_str().expect("receipt").to_owned();
+    // Redis loses the buyer record (not the stock): the same buyer is sold a second unit.
+    let _: () = redis::cmd("HDEL")
+        .arg(env.sale.redis.keys().buyers(a.product_id))
+        .arg(format!("{}:twice", a.id))
+        .query_async(&mut env.redis())
+        .await
+        .expect("HDEL");
+    let second = env.buy("twice", a.product_id).await.json["receipt"].as_str().expect("receipt").to_owned();
+    assert_ne!(first, second);
+    assert_eq!(env.redis_stock(a.product_id).await, Some(8));
+
+    env.consume_orders().await;
+    let statuses = [
+        env.order("twice", &first).await.json["status"].as_str().unwrap_or_default().to_owned(),
+        env.order("twice", &second).await.json["status"].as_str().unwrap_or_default().to_owned(),
+    ];
+    let mut sorted = statuses.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["failed", "pending_payment"], "{statuses:?}");
+    assert_eq!(env.redis_stock(a.product_id).await, Some(9), "the second unit came back");
+    assert_eq!(env.outbox_len(a.product_id).await, 0);
+    use sqlx::Row;
+    let dead: i64 = sqlx::query("SELECT COUNT(*) FROM dead_letters WHERE activity_id = ? AND unit_restored = 1")
+        .bind(a.id)
+        .fetch_one(env.sale.db.pool())
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(dead, 1);
+}
+
+// ---------- 6. admin numbers are bounded by what the schema holds ----------
+
+#[tokio::test]
+async fn d06_admin_numbers_beyond_the_columns_get_400_and_change_nothing() {
+    let env = TestEnv::start().await;
+    let a = env.open_sale(5).await;
+    let before = env.mysql_snapshot().await;
+    let starts = Utc::now() + Span::hours(1);
+    let base = json!({
+        "product_id": a.product_id, "stock": 10,
+        "starts_at": starts.to_rfc3339(), "ends_at": (starts + Span::hours(1)).to_rfc3339(),
+        "rate_limit_per_sec": 100, "burst": 100, "per_user_per_min": 5,
+    });
+    let bad: [(&str, Value); 9] = [
+        ("rate_limit_per_sec", json!(3_000_000_000u64)),
+        ("burst", json!(3_000_000_000u64)),
+        ("per_user_per_min", json!(3_000_000_000u64)),
+        ("rate_limit_per_sec", json!(2_147_483_648u64)),
+        ("stock", json!(1_000_000_000_000i64)),
+        ("stock", json!(-2)),
+        ("starts_at", json!("0999-01-01T00:00:00Z")),
+        ("burst", json!(1_000_001)),
+        ("per_user_per_min", json!(0)),
+    ];
+    for (field, value) in bad {
+        let mut body = base.clone();
+        body[field] = value.clone();
+        if field == "starts_at" {
+            body["ends_at"] = json!("0999-01-02T00:00:00Z");
+        }
+        let r = env.admin(Method::POST, "/admin/activities", Some(body)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{field}={value}: {}", r.text);
+        r.assert_error(400, "invalid_request");
+        assert!(r.json["error"]["message"].as_str().unwrap_or_default().contains(field), "{field}={value}: {}", r.text);
+    }
+    let r = env
+        .admin(Method::POST, "/admin/products", Some(json!({"name": "x", "description": "", "price_cents": 1u64 << 62})))
+        .await;
+    r.assert_error(400, "invalid_request");
+    assert_eq!(env.mysql_snapshot().await, before);
+
+    // Within the bounds, far-future windows are stored as given (sqlx binds a DateTime<Utc>
+    // as a TIMESTAMP, which the server turned into NULL past 2038: a 503 before).
+    let mut body = base.clone();
+    body["ends_at"] = json!("2040-01-01T00:00:00Z");
+    let r = env.admin(Method::POST, "/admin/activities", Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["ends_at"], "2040-01-01T00:00:00Z");
+}
+
+// ---------- 7. outbox-retry: outages are not attempts; drain; isolate; visit until empty ----------
+
+#[tokio::test]
+async fn d07_one_run_drains_a_backlog_isolates_a_broken_product_and_visits_finished_sales() {
+    let sale = shared::config::SaleConfig {
+        outbox_retry_after: Duration::ZERO,
+        outbox_claim_batch: 100,
+        ..Default::default()
+    };
+    let env = TestEnv::start_with(flash_tests::Options { sale, ..Default::default() }).await;
+    // 250 purchases nobody acknowledged.
+    let a = env.open_sale(250).await;
+    let buys = (0..250).map(|i| env.buy_as(format!("backlog-{i}"), a.product_id));
+    assert!(futures::future::join_all(buys).await.iter().all(|s| *s == StatusCode::ACCEPTED));
+    let _ = env.take_all(&env.orders_queue_url).await;
+    // A product whose outbox key is corrupt (the claim fails with WRONGTYPE).
+    let broken = env.open_sale(5).await;
+    let _: () = redis::cmd("SET")
+        .arg(env.sale.redis.keys().outbox_due(broken.product_id))
+        .arg("not a sorted set")
+        .query_async(&mut env.redis())
+        .await
+        .expect("SET");
+    // A sale that ended three days ago, one purchase of which is still in the outbox.
+    let old = env.create_sale(5, Span::days(-4), Span::days(1), (100, 100, 5)).await;
+    let m = shared::domain::OrderMessage {
+        receipt: format!("{}-{}-straggler-5", old.id, old.product_id),
+        activity_id: old.id,
+        product_id: old.product_id,
+        user_id: "straggler".into(),
+        created_at_ms: (old.ends_at - Span::minutes(1)).timestamp_millis(),
+    };
+    let keys = env.sale.redis.keys();
+    let _: () = redis::pipe()
+        .hset(keys.outbox(old.product_id), &m.receipt, serde_json::to_string(&m).expect("json"))
+        .zadd(keys.outbox_due(old.product_id), &m.receipt, 0)
+        .query_async(&mut env.redis())
+        .await
+        .expect("outbox entry");
+
+    let report = env.app.outbox_retry.run().await.expect("one product's failure does not fail the run");
+    assert_eq!(report.products_failed, 1, "{report:?}");
+    assert_eq!(report.resent, 250, "the whole backlog in one run: {report:?}");
+    // The straggler's sale ended beyond the query's horizon; the product is still visited (it
+    // is on the list of products that can sell) and its entry, older than OUTBOX_MAX_AGE
+    // (24 h), is dead-lettered with its unit given back.
+    assert_eq!(report.dead_lettered, 1, "{report:?}");
+    assert_eq!(env.outbox_len(old.product_id).await, 0);
+    assert_eq!(env.order("straggler", &m.receipt).await.json["status"], "failed");
+    let sent = env.take_all(&env.orders_queue_url).await;
+    assert_eq!(sent.len(), 250);
+}
+

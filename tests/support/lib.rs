@@ -49,6 +49,8 @@ pub struct Options {
     pub sqs_endpoint: String,
     pub sale: SaleConfig,
     pub visibility_timeout: Duration,
+    /// The app's MySQL statement time limit.
+    pub mysql_statement_timeout: Duration,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             sqs_endpoint: sqs_endpoint(),
             sale: SaleConfig::default(),
             visibility_timeout: Duration::from_secs(2),
+            mysql_statement_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -127,7 +130,7 @@ impl TestEnv {
         let settings = Settings {
             core: CoreConfig {
                 redis: RedisConfig { url: opts.redis_url.clone(), ..RedisConfig::local(&prefix) },
-                mysql: mysql.clone(),
+                mysql: MysqlConfig { statement_timeout: opts.mysql_statement_timeout, ..mysql.clone() },
                 sale: opts.sale.clone(),
             },
             sqs: sqs_config(&opts.sqs_endpoint),
@@ -259,6 +262,11 @@ impl TestEnv {
         let token = self.token(user);
         self.request(reqwest::Method::POST, "/buy", Some(&token), Some(format!(r#"{{"product_id":{product_id}}}"#)))
             .await
+    }
+
+    /// A buy's status only (for many buyers at once).
+    pub async fn buy_as(&self, user: String, product_id: u64) -> StatusCode {
+        self.buy(&user, product_id).await.status
     }
 
     pub async fn stock(&self, product_id: u64) -> Reply {

@@ -116,6 +116,8 @@ impl Db {
     }
 
     /// Inserts an activity; with an idempotency key already used, returns that activity's id.
+    /// Times are bound as `DATETIME` values (naive UTC): sqlx binds a `DateTime<Utc>` as a
+    /// `TIMESTAMP`, which the server turns into NULL past 2038.
     #[tracing::instrument(skip(self, a), fields(product_id = a.product_id), err)]
     pub async fn insert_activity_once(&self, a: &NewActivity, key: Option<&str>) -> Result<u64, sqlx::Error> {
         self.count();
@@ -126,8 +128,8 @@ impl Db {
         )
         .bind(a.product_id)
         .bind(a.stock)
-        .bind(a.starts_at)
-        .bind(a.ends_at)
+        .bind(a.starts_at.naive_utc())
+        .bind(a.ends_at.naive_utc())
         .bind(a.rate_limit_per_sec)
         .bind(a.burst)
         .bind(a.per_user_per_min)
