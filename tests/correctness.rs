@@ -440,7 +440,11 @@ async fn d06_admin_numbers_beyond_the_columns_get_400_and_change_nothing() {
         assert!(r.json["error"]["message"].as_str().unwrap_or_default().contains(field), "{field}={value}: {}", r.text);
     }
     let r = env
-        .admin(Method::POST, "/admin/products", Some(json!({"name": "x", "description": "", "price_cents": 1u64 << 62})))
+        .admin(
+            Method::POST,
+            "/admin/products",
+            Some(json!({"name": "x", "description": "", "price_cents": 1u64 << 62})),
+        )
         .await;
     r.assert_error(400, "invalid_request");
     assert_eq!(env.mysql_snapshot().await, before);
@@ -507,3 +511,130 @@ async fn d07_one_run_drains_a_backlog_isolates_a_broken_product_and_visits_finis
     assert_eq!(sent.len(), 250);
 }
 
+// ---------- 9. a 503 means nothing changed; admin creates are idempotent ----------
+
+#[tokio::test]
+async fn d09_a_payment_that_answers_503_has_paid_nothing_and_a_retry_completes_it() {
+    let proxy = flash_tests::proxy::Proxy::start("127.0.0.1:6379".parse().expect("addr")).await;
+    let env = TestEnv::start_with(flash_tests::Options {
+        redis_url: format!("redis://{}", proxy.addr),
+        ..Default::default()
+    })
+    .await;
+    let a = env.open_sale(5).await;
+    let receipt = env.buy("payer", a.product_id).await.json["receipt"].as_str().expect("receipt").to_owned();
+    env.consume_orders().await;
+
+    proxy.cut();
+    env.pay("payer", &receipt).await.assert_error(503, "unavailable");
+    let status: String = sqlx::query_scalar("SELECT CAST(status AS CHAR) FROM orders WHERE receipt = ?")
+        .bind(&receipt)
+        .fetch_one(env.sale.db.pool())
+        .await
+        .expect("status");
+    assert_eq!(status, "pending_payment", "a 503 paid nothing");
+    proxy.restore();
+    let paid = env.pay("payer", &receipt).await;
+    assert_eq!((paid.status, paid.json["status"].as_str()), (StatusCode::OK, Some("paid")), "{}", paid.text);
+    let again = env.pay("payer", &receipt).await;
+    assert_eq!(again.status, StatusCode::OK, "paying twice is the same answer: {}", again.text);
+}
+
+#[tokio::test]
+async fn d09_admin_creates_with_an_idempotency_key_make_one_row_however_often_retried() {
+    let env = TestEnv::start().await;
+    let post = |path: &'static str, key: &'static str, body: Value| {
+        let env = &env;
+        async move {
+            let resp = env
+                .http
+                .post(format!("{}{path}", env.base_url))
+                .header("authorization", format!("Bearer {}", env.admin_token()))
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .expect("request");
+            let status = resp.status();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let product = json!({"name": "Kettle", "description": "", "price_cents": 2500});
+    let (s1, p1) = post("/admin/products", "create-kettle-1", product.clone()).await;
+    let (s2, p2) = post("/admin/products", "create-kettle-1", product.clone()).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(p1["id"], p2["id"]);
+    let (s3, _) = post("/admin/products", "create-kettle-1", json!({"name": "Other", "price_cents": 1})).await;
+    assert_eq!(s3, StatusCode::BAD_REQUEST);
+    let products: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(env.sale.db.pool()).await.expect("count");
+    assert_eq!(products, 1);
+
+    let starts = Utc::now() + Span::hours(1);
+    let activity = json!({
+        "product_id": p1["id"], "stock": 3, "starts_at": starts.to_rfc3339(),
+        "ends_at": (starts + Span::hours(1)).to_rfc3339(), "rate_limit_per_sec": 10, "burst": 10,
+    });
+    let replies =
+        futures::future::join_all((0..5).map(|_| post("/admin/activities", "kettle-sale", activity.clone()))).await;
+    assert!(replies.iter().all(|(s, _)| *s == StatusCode::CREATED), "{replies:?}");
+    assert!(replies.iter().all(|(_, a)| a["id"] == replies[0].1["id"]), "{replies:?}");
+    let activities: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM activities").fetch_one(env.sale.db.pool()).await.expect("count");
+    assert_eq!(activities, 1);
+    // Without the header, a create is a create (the documented default).
+    let (s4, p4) = post_without_key(&env, product).await;
+    assert_eq!(s4, StatusCode::CREATED);
+    assert_ne!(p4["id"], p1["id"]);
+}
+
+async fn post_without_key(env: &TestEnv, body: Value) -> (StatusCode, Value) {
+    let r = env.admin(Method::POST, "/admin/products", Some(body)).await;
+    (r.status, r.json)
+}
+
+// ---------- 13. statements are bounded in time ----------
+
+#[tokio::test]
+async fn d13_a_statement_stuck_on_a_lock_answers_503_within_the_configured_limit() {
+    let env = TestEnv::start_with(flash_tests::Options {
+        mysql_statement_timeout: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    let a = env.open_sale(5).await;
+    let receipt = env.buy("locked", a.product_id).await.json["receipt"].as_str().expect("receipt").to_owned();
+    env.consume_orders().await;
+    // Another session holds the order's row lock and does not let go.
+    let mut holder = env.sale.db.pool().begin().await.expect("begin");
+    sqlx::query("SELECT id FROM orders WHERE receipt = ? FOR UPDATE")
+        .bind(&receipt)
+        .fetch_one(&mut *holder)
+        .await
+        .expect("lock");
+    // InnoDB's default lock wait is 50 s; the limit is 1 s. Allow far more than the limit but
+    // far less than the default, so what is checked is that the limit applies.
+    let answer = tokio::time::timeout(Duration::from_secs(20), env.pay("locked", &receipt)).await;
+    let answer = answer.expect("answered long before InnoDB's 50 s lock wait");
+    answer.assert_error(503, "unavailable");
+    holder.rollback().await.expect("rollback");
+    let paid = env.pay("locked", &receipt).await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.text);
+}
+
+// ---------- 14. receipts naming unknown products never reach MySQL ----------
+
+#[tokio::test]
+async fn d14_an_order_lookup_for_a_product_the_bloom_filter_rules_out_never_reaches_mysql() {
+    let env = TestEnv::start().await;
+    let a = env.open_sale(5).await;
+    let before = env.app.orders.sale.db.statements_sent();
+    for receipt in ["1-987654321-alice-1", "7-4398046511104-bob-3"] {
+        env.order("alice", receipt).await.assert_error(404, "order_not_found");
+        env.pay("alice", receipt).await.assert_error(404, "order_not_found");
+    }
+    assert_eq!(env.app.orders.sale.db.statements_sent(), before);
+    // A receipt of a listed product does reach MySQL (and is not this user's: 404).
+    env.order("alice", &format!("{}-{}-zed-1", a.id, a.product_id)).await.assert_error(404, "order_not_found");
+    assert!(env.app.orders.sale.db.statements_sent() > before);
+}

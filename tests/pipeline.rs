@@ -225,11 +225,13 @@ async fn timeout_and_payment_raced_200_times_end_paid_or_cancelled_never_both() 
     // Every deadline falls within the next second (MySQL's clock, which decides both the
     // payment and the cancel); each payment races two timeout deliveries that keep arriving
     // until the order is due.
-    sqlx::query("UPDATE orders SET pay_by = NOW(3) + INTERVAL ((id % 20) * 50000 + 100000) MICROSECOND WHERE activity_id = ?")
-        .bind(a.id)
-        .execute(env.sale.db.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE orders SET pay_by = NOW(3) + INTERVAL ((id % 20) * 50000 + 100000) MICROSECOND WHERE activity_id = ?",
+    )
+    .bind(a.id)
+    .execute(env.sale.db.pool())
+    .await
+    .unwrap();
     let expire_when_due = |msg: TimeoutMessage| {
         let env = &env;
         async move {

@@ -56,7 +56,8 @@ impl OutboxRetry {
         let mut report = RetryReport { products: products.len(), ..Default::default() };
         let deadline = started + cfg.outbox_run_budget;
         for product_id in products {
-            if let Err(e) = self.drain(product_id, deadline, &mut report).await {
+            // Boxed: keeps this future's type shallow (a drain reaches the rebuild and the bloom refill).
+            if let Err(e) = Box::pin(self.drain(product_id, deadline, &mut report)).await {
                 report.products_failed += 1;
                 tracing::error!(error = %error_chain(&e), product_id, "outbox retry failed for this product; the next run retries it");
             }

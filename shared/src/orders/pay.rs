@@ -55,7 +55,7 @@ impl Orders {
         }
         if let Some(m) = pending {
             return Ok((m.user_id == user)
-                .then(|| OrderView::Processing { receipt: m.receipt, created_at_ms: m.created_at_ms }));
+                .then_some(OrderView::Processing { receipt: m.receipt, created_at_ms: m.created_at_ms }));
         }
         Ok(self.sale.db.dead_letter(receipt).await?.filter(|d| d.user_id == user).map(OrderView::Failed))
     }

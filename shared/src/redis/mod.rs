@@ -150,15 +150,15 @@ impl RedisStore {
     #[tracing::instrument(skip(self), err)]
     pub async fn sale_and_outbox(&self, product_id: u64) -> Result<SaleAndOutbox, StoreError> {
         let k = &self.keys;
-        let ((activity, stock, version), raw): ((Option<u64>, Option<i64>, Option<String>), Vec<String>) =
-            redis::pipe()
-                .atomic()
-                .cmd("HMGET")
-                .arg(k.sale(product_id))
-                .arg(&["activity_id", "stock", "ver"])
-                .hvals(k.outbox(product_id))
-                .query_async(&mut self.conn())
-                .await?;
+        type Fields = (Option<u64>, Option<i64>, Option<String>);
+        let ((activity, stock, version), raw): (Fields, Vec<String>) = redis::pipe()
+            .atomic()
+            .cmd("HMGET")
+            .arg(k.sale(product_id))
+            .arg(&["activity_id", "stock", "ver"])
+            .hvals(k.outbox(product_id))
+            .query_async(&mut self.conn())
+            .await?;
         let outbox = raw.iter().filter_map(|m| parse_entry(m)).collect();
         Ok(SaleAndOutbox { live: activity.zip(stock), version, outbox })
     }

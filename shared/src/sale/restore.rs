@@ -16,7 +16,8 @@ impl Sale {
     ) -> Result<RestoreReply, SaleError> {
         match self.redis.restore(product_id, activity_id, receipt).await? {
             RestoreReply::NotLoaded => {
-                match self.ensure_loaded(product_id).await {
+                // Boxed: keeps the callers' future types shallow.
+                match Box::pin(self.ensure_loaded(product_id)).await {
                     // The product has no activity now: the rebuild left its negative entry,
                     // against which the restore is recorded with no unit to give back.
                     Ok(()) | Err(SaleError::ProductNotFound) => {}

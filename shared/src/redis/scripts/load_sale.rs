@@ -149,7 +149,8 @@ impl RedisStore {
         if reply == LoadReply::Written && load.activity_id != 0 {
             // A product that can sell is on outbox-retry's list until its outbox is empty
             // (outside the script: the list is not in the product's slot).
-            let _: () = redis::cmd("SADD").arg(k.outbox_products()).arg(product_id).query_async(&mut self.conn()).await?;
+            let _: () =
+                redis::cmd("SADD").arg(k.outbox_products()).arg(product_id).query_async(&mut self.conn()).await?;
         }
         Ok(reply)
     }
