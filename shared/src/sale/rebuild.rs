@@ -43,39 +43,45 @@ impl Sale {
     /// Does `flight`'s work as the one holder of its lock, or waits for the holder until the
     /// work is seen done (up to `rebuild_wait`, then `RebuildBusy`: 503). A holder that dies
     /// frees the lock after `LOCK_TTL`.
-    pub(super) async fn single_flight(&self, flight: Flight) -> Result<(), SaleError> {
-        let lock = match flight {
-            Flight::Sale(product_id) => self.redis.keys().rebuild_lock(product_id),
-            Flight::Bloom => self.redis.keys().bloom_lock(),
-        };
-        let token = crate::redis::unique_token();
-        let deadline = Instant::now() + self.cfg.rebuild_wait;
-        loop {
-            if self.redis.try_lock(&lock, LOCK_TTL, &token).await? {
-                // Boxed: keeps the callers' future types shallow.
-                let result = match flight {
-                    Flight::Sale(product_id) => Box::pin(self.rebuild(product_id)).await,
-                    Flight::Bloom => Box::pin(self.refill_bloom()).await,
-                };
-                match self.redis.unlock(&lock, &token).await {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!(lock, "the work outlived its lock"),
-                    Err(e) => tracing::warn!(error = %e, lock, "could not release the lock; it expires by itself"),
-                }
-                return result;
-            }
-            tokio::time::sleep(POLL).await;
-            let done = match flight {
-                Flight::Sale(product_id) => self.redis.sale(product_id).await?.is_some(),
-                Flight::Bloom => self.redis.bloom_check(0).await?.is_some(),
+    /// Boxed, so that every caller's future stays shallow (the hot paths, the sweep and the
+    /// order lookups all reach it; nested, their types overflow the compiler's layout limit).
+    pub(super) fn single_flight(
+        &self,
+        flight: Flight,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SaleError>> + Send + '_>> {
+        Box::pin(async move {
+            let lock = match flight {
+                Flight::Sale(product_id) => self.redis.keys().rebuild_lock(product_id),
+                Flight::Bloom => self.redis.keys().bloom_lock(),
             };
-            if done {
-                return Ok(());
+            let token = crate::redis::unique_token();
+            let deadline = Instant::now() + self.cfg.rebuild_wait;
+            loop {
+                if self.redis.try_lock(&lock, LOCK_TTL, &token).await? {
+                    let result = match flight {
+                        Flight::Sale(product_id) => self.rebuild(product_id).await,
+                        Flight::Bloom => self.refill_bloom().await,
+                    };
+                    match self.redis.unlock(&lock, &token).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(lock, "the work outlived its lock"),
+                        Err(e) => tracing::warn!(error = %e, lock, "could not release the lock; it expires by itself"),
+                    }
+                    return result;
+                }
+                tokio::time::sleep(POLL).await;
+                let done = match flight {
+                    Flight::Sale(product_id) => self.redis.sale(product_id).await?.is_some(),
+                    Flight::Bloom => self.redis.bloom_check(0).await?.is_some(),
+                };
+                if done {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    return Err(SaleError::RebuildBusy);
+                }
             }
-            if Instant::now() >= deadline {
-                return Err(SaleError::RebuildBusy);
-            }
-        }
+        })
     }
 
     #[tracing::instrument(skip(self), err)]
