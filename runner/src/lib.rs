@@ -13,6 +13,8 @@
 //! Layout: [`routes`] is the wiring table, [`auth`] the JWT check, [`gateway`] the event
 //! building and the server, [`events`] the SQS pollers and schedules.
 
+#![recursion_limit = "256"] // the futures that reach the library's rebuild paths nest deeply (release builds)
+
 pub mod auth;
 pub mod demo;
 pub mod events;

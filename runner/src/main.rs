@@ -8,6 +8,8 @@
 //! Reads the same environment variables as the Lambda functions (see README), plus
 //! LISTEN_ADDR (default 127.0.0.1:3000) and LOCAL_JWT_SECRET.
 
+#![recursion_limit = "256"] // the futures that reach the library's rebuild paths nest deeply (release builds)
+
 use std::{sync::Arc, time::Duration};
 
 use runner::{App, auth::JwtCheck, events, wiring::Settings};

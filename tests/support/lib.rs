@@ -3,6 +3,8 @@
 //! servers. Nothing here is mocked; `Proxy` stands between the app and a real server so a
 //! test can take that dependency away.
 
+#![recursion_limit = "256"] // the futures that reach the library's rebuild paths nest deeply (release builds)
+
 pub mod proxy;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};

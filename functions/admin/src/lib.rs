@@ -1,6 +1,8 @@
 //! `/admin/...` (scope `admin`): products, activities, paginated lists, warm-up, publish, and
 //! the reconcile report. The handler parses and maps; every action is `shared::admin`'s.
 
+#![recursion_limit = "256"] // the futures that reach the library's rebuild paths nest deeply (release builds)
+
 use chrono::{DateTime, FixedOffset, Utc};
 use lambda_http::{Body, Error, Request, Response, http::Method, http::StatusCode};
 use serde::Deserialize;
@@ -31,7 +33,9 @@ pub fn build(cfg: &Config) -> Result<Admin, Error> {
 }
 
 pub async fn handler(admin: &Admin, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::respond(route(admin, &req).await))
+    // Boxed: the route reaches deep into the library; a boxed future keeps the runtime's
+    // service type shallow (release builds otherwise overflow the compiler's layout limit).
+    Ok(http::respond(Box::pin(route(admin, &req)).await))
 }
 
 #[derive(Debug, Deserialize)]

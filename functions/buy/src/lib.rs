@@ -1,6 +1,8 @@
 //! `POST /buy`: rate limit, bloom filter, one Lua call, then the order message to SQS.
 //! `main.rs` is the Lambda bootstrap; the local runner and the tests call [`handler`] directly.
 
+#![recursion_limit = "256"] // the futures that reach the library's rebuild paths nest deeply (release builds)
+
 use lambda_http::{Body, Error, Request, Response, http::StatusCode};
 use serde::Deserialize;
 use shared::{

@@ -1,5 +1,7 @@
 //! Lambda bootstrap for `buy`: tracing, configuration, state once per cold start, then serve.
 
+#![recursion_limit = "256"] // the futures that reach the library's rebuild paths nest deeply (release builds)
+
 use lambda_http::{Error, run, service_fn};
 
 #[tokio::main]

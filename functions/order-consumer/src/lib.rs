@@ -2,6 +2,8 @@
 //! payment timeout and the outbox ack. Reports only the failed records (partial batch
 //! response), so one bad message never blocks its batch.
 
+#![recursion_limit = "256"] // the futures that reach the library's rebuild paths nest deeply (release builds)
+
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
 use shared::{

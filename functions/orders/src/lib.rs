@@ -2,6 +2,8 @@
 //! (another user's receipt is 404). Paying is the interface a payment provider would call;
 //! there is no real provider.
 
+#![recursion_limit = "256"] // the futures that reach the library's rebuild paths nest deeply (release builds)
+
 use chrono::SecondsFormat;
 use lambda_http::{Body, Error, Request, RequestExt, Response, http::Method, http::StatusCode};
 use shared::{
@@ -20,7 +22,9 @@ pub fn build(cfg: &Config) -> Result<Orders, Error> {
 }
 
 pub async fn handler(orders: &Orders, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::respond(route(orders, &req).await))
+    // Boxed: the route reaches deep into the library; a boxed future keeps the runtime's
+    // service type shallow (release builds otherwise overflow the compiler's layout limit).
+    Ok(http::respond(Box::pin(route(orders, &req)).await))
 }
 
 fn time(t: chrono::DateTime<chrono::Utc>) -> String {

@@ -2,6 +2,8 @@
 //! never acknowledged; after the cap, dead-letters the purchase and restores its unit. Runs
 //! that overlap claim disjoint entries (`claim.lua`).
 
+#![recursion_limit = "256"] // the futures that reach the library's rebuild paths nest deeply (release builds)
+
 use lambda_runtime::{Error, LambdaEvent};
 use shared::{
     config::{self, ConfigError, CoreConfig, SqsConfig},

@@ -1,6 +1,8 @@
 //! `payment-timeout` (SQS `payment-timeouts`, delayed by the payment window): cancels an order
 //! still unpaid with a conditional update and restores its unit exactly once.
 
+#![recursion_limit = "256"] // the futures that reach the library's rebuild paths nest deeply (release builds)
+
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
 use shared::{config::CoreConfig, lambda, orders::PaymentTimeouts, sale};

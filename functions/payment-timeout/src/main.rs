@@ -1,5 +1,7 @@
 //! Lambda bootstrap for `payment-timeout`.
 
+#![recursion_limit = "256"] // the futures that reach the library's rebuild paths nest deeply (release builds)
+
 use lambda_runtime::{Error, run, service_fn};
 
 #[tokio::main]

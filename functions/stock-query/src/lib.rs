@@ -1,6 +1,8 @@
 //! `GET /products/{product_id}/stock`: answered from Redis; MySQL only to rebuild a missing
 //! sale (one caller at a time), never on the hot path.
 
+#![recursion_limit = "256"] // the futures that reach the library's rebuild paths nest deeply (release builds)
+
 use chrono::SecondsFormat;
 use lambda_http::{Body, Error, Request, Response, http::StatusCode};
 use shared::{

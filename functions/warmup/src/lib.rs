@@ -2,6 +2,8 @@
 //! horizon into Redis (stock derived from MySQL and the outbox, window, limits, bloom bits).
 //! A live sale keeps its stock, so a run mid-sale hands out nothing twice.
 
+#![recursion_limit = "256"] // the futures that reach the library's rebuild paths nest deeply (release builds)
+
 use lambda_runtime::{Error, LambdaEvent};
 use shared::{
     config::{self, ConfigError, CoreConfig},
