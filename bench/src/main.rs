@@ -319,20 +319,20 @@ async fn main() -> Result<(), BoxError> {
         |path: &str, body: Value| http.post(format!("{base}{path}")).bearer_auth(&admin).body(body.to_string()).send();
     let product: Value =
         post("/admin/products", json!({"name": "Bench phone", "price_cents": 99_900})).await?.json().await?;
-    let product_id = product["id"].as_u64().ok_or("product not created")?;
+    let product_id = product["id"].as_u64().ok_or_else(|| format!("product not created: {product}"))?;
     let now = Utc::now();
     let activity: Value = post(
         "/admin/activities",
         json!({
             "product_id": product_id, "stock": a.units, "starts_at": (now - chrono::Duration::seconds(1)).to_rfc3339(),
-            "ends_at": (now + chrono::Duration::hours(1)).to_rfc3339(), "rate_limit_per_sec": 10_000_000,
-            "burst": 10_000_000, "per_user_per_min": 5,
+            "ends_at": (now + chrono::Duration::hours(1)).to_rfc3339(), "rate_limit_per_sec": shared::admin::MAX_RATE_PER_SEC,
+            "burst": shared::admin::MAX_BURST, "per_user_per_min": 5,
         }),
     )
     .await?
     .json()
     .await?;
-    let activity_id = activity["id"].as_u64().ok_or("activity not created")?;
+    let activity_id = activity["id"].as_u64().ok_or_else(|| format!("activity not created: {activity}"))?;
     post(&format!("/admin/activities/{activity_id}/warmup"), json!({})).await?;
 
     let tokens: Vec<String> = (0..a.users)

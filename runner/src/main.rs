@@ -51,7 +51,7 @@ async fn main() -> Result<(), BoxError> {
             let settings = Settings::from_env()?;
             Db::create_and_migrate(&settings.core.mysql.options).await?;
             if args.iter().any(|a| a == "--demo") {
-                let sale = shared::sale::connect(&settings.core)?;
+                let sale = shared::sale::connect(&settings.core).await?;
                 let (product_id, activity_id) = runner::demo::ensure(&sale).await?;
                 println!("demo sale: product {product_id}, activity {activity_id}");
             }

@@ -43,29 +43,29 @@ impl Settings {
     pub async fn build(&self) -> Result<Functions, Error> {
         let core = &self.core;
         Ok(Functions {
-            stock_query: stock_query::build(core)?,
+            stock_query: stock_query::build(core).await?,
             buy: buy::build(&buy::Config {
                 core: core.clone(),
                 sqs: self.sqs.clone(),
                 orders_queue_url: self.orders_queue_url.clone(),
             })
             .await?,
-            orders: orders::build(core)?,
+            orders: orders::build(core).await?,
             order_consumer: order_consumer::build(&order_consumer::Config {
                 core: core.clone(),
                 sqs: self.sqs.clone(),
                 payment_timeouts_queue_url: self.payment_timeouts_queue_url.clone(),
             })
             .await?,
-            payment_timeout: payment_timeout::build(core)?,
+            payment_timeout: payment_timeout::build(core).await?,
             outbox_retry: outbox_retry::build(&outbox_retry::Config {
                 core: core.clone(),
                 sqs: self.sqs.clone(),
                 orders_queue_url: self.orders_queue_url.clone(),
             })
             .await?,
-            admin: admin::build(&admin::Config { core: core.clone(), publish_dir: self.publish_dir.clone() })?,
-            warmup: warmup::build(&warmup::Config { core: core.clone(), horizon: self.warmup_horizon })?,
+            admin: admin::build(&admin::Config { core: core.clone(), publish_dir: self.publish_dir.clone() }).await?,
+            warmup: warmup::build(&warmup::Config { core: core.clone(), horizon: self.warmup_horizon }).await?,
         })
     }
 

@@ -62,11 +62,48 @@ impl CoreConfig {
 /// Redis: the hot copy of every sale.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
+    /// `redis://` or `rediss://` (TLS). In cluster mode, any one node (MemoryDB's cluster
+    /// endpoint, ElastiCache's configuration endpoint).
     pub url: String,
+    /// `REDIS_CLUSTER=true`: speak the cluster protocol (MemoryDB, ElastiCache cluster mode).
+    pub cluster: bool,
+    /// `REDIS_TLS_CA_FILE`: a private CA to trust instead of the system roots (local tests).
+    pub tls_ca: Option<CaFile>,
     /// Prefix of every key (`fs` in production); tests use their own so they run in parallel.
     pub key_prefix: String,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// `REDIS_WAIT_REPLICAS`: replicas a purchase must reach before the buyer hears 202
+    /// (`WAIT` in the script's round trip). 1 by default in cluster mode, 0 otherwise; 0 for
+    /// MemoryDB, whose acknowledged writes are already durable.
+    pub wait_replicas: u32,
+    /// `REDIS_WAIT_TIMEOUT_MS`: how long that wait may take (default 200 ms).
+    pub wait_timeout: Duration,
+}
+
+/// A CA certificate file, read at start-up (its contents are not secret; `Debug` shows the path).
+#[derive(Clone)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pub pem: Vec<u8>,
+}
+
+impl fmt::Debug for CaFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaFile").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl CaFile {
+    /// Reads and checks a PEM CA file, naming `REDIS_TLS_CA_FILE` in any error.
+    pub fn read(path: &str) -> Result<Self, ConfigError> {
+        let malformed = |reason: String| ConfigError::Malformed { name: "REDIS_TLS_CA_FILE", reason };
+        let pem = std::fs::read(path).map_err(|e| malformed(format!("cannot read {path}: {e}")))?;
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(malformed(format!("{path} holds no PEM certificate")));
+        }
+        Ok(Self { path: path.into(), pem })
+    }
 }
 
 /// Checks that `REDIS_URL`'s value is a Redis URL, naming the variable if not.
@@ -79,20 +116,38 @@ fn redis_url(url: String) -> Result<String, ConfigError> {
 
 impl RedisConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
+        let url = redis_url(var("REDIS_URL")?)?;
+        let cluster = parsed_or("REDIS_CLUSTER", false)?;
+        let tls_ca = var("REDIS_TLS_CA_FILE").ok().map(|p| CaFile::read(&p)).transpose()?;
+        if tls_ca.is_some() && !url.starts_with("rediss://") {
+            return Err(ConfigError::Malformed {
+                name: "REDIS_TLS_CA_FILE",
+                reason: "is set but REDIS_URL is not a rediss:// (TLS) URL".into(),
+            });
+        }
         Ok(Self {
-            url: redis_url(var("REDIS_URL")?)?,
+            url,
+            cluster,
+            tls_ca,
             key_prefix: var_or("REDIS_KEY_PREFIX", "fs"),
             connect_timeout: Duration::from_millis(parsed_or("REDIS_CONNECT_TIMEOUT_MS", 500)?),
             response_timeout: Duration::from_millis(parsed_or("REDIS_RESPONSE_TIMEOUT_MS", 1000)?),
+            wait_replicas: parsed_or("REDIS_WAIT_REPLICAS", u32::from(cluster))?,
+            wait_timeout: Duration::from_millis(parsed_or("REDIS_WAIT_TIMEOUT_MS", 200)?),
         })
     }
 
+    /// The local single node, no TLS, no replica wait.
     pub fn local(key_prefix: &str) -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
+            cluster: false,
+            tls_ca: None,
             key_prefix: key_prefix.into(),
             connect_timeout: Duration::from_millis(500),
             response_timeout: Duration::from_millis(1000),
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(200),
         }
     }
 }

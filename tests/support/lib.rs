@@ -34,6 +34,28 @@ pub fn mysql_server() -> String {
 pub fn redis_url() -> String {
     env_or("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 }
+/// True when the tests run against a Redis Cluster (`TEST_REDIS_CLUSTER=true`, with
+/// `TEST_REDIS_URL` a node of it and `TEST_REDIS_TLS_CA_FILE` its CA).
+pub fn redis_cluster() -> bool {
+    env_or("TEST_REDIS_CLUSTER", "false") == "true"
+}
+
+/// The Redis configuration for `url`: the test server's (`TEST_REDIS_*`: single node or
+/// cluster, TLS or not) when `url` is that server, a plain single node otherwise (a proxy).
+pub fn redis_config(url: &str, prefix: &str) -> RedisConfig {
+    let mut cfg = RedisConfig { url: url.to_owned(), ..RedisConfig::local(prefix) };
+    if url == redis_url() {
+        cfg.cluster = redis_cluster();
+        cfg.tls_ca = std::env::var("TEST_REDIS_TLS_CA_FILE")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(|p| shared::config::CaFile::read(&p).expect("TEST_REDIS_TLS_CA_FILE"));
+        cfg.wait_replicas = env_or("TEST_REDIS_WAIT_REPLICAS", if cfg.cluster { "1" } else { "0" })
+            .parse()
+            .expect("TEST_REDIS_WAIT_REPLICAS");
+    }
+    cfg
+}
 pub fn sqs_endpoint() -> String {
     env_or("TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
 }
@@ -131,7 +153,7 @@ impl TestEnv {
 
         let settings = Settings {
             core: CoreConfig {
-                redis: RedisConfig { url: opts.redis_url.clone(), ..RedisConfig::local(&prefix) },
+                redis: redis_config(&opts.redis_url, &prefix),
                 mysql: MysqlConfig { statement_timeout: opts.mysql_statement_timeout, ..mysql.clone() },
                 sale: opts.sale.clone(),
             },
@@ -156,8 +178,10 @@ impl TestEnv {
         let server = tokio::spawn(runner::serve(listener, app.clone()));
 
         let pool = MySqlPoolOptions::new().max_connections(3).connect(&database_url).await.expect("fixture pool");
-        let sale = sale::connect(&CoreConfig { redis: RedisConfig::local(&prefix), mysql, sale: opts.sale.clone() })
-            .expect("fixture sale");
+        let sale =
+            sale::connect(&CoreConfig { redis: redis_config(&redis_url(), &prefix), mysql, sale: opts.sale.clone() })
+                .await
+                .expect("fixture sale");
         let sale = Sale { db: Db::from_pool(pool), ..sale };
         let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().expect("http client");
         Self {
@@ -275,7 +299,7 @@ impl TestEnv {
         self.request(reqwest::Method::GET, &format!("/products/{product_id}/stock"), None, None).await
     }
 
-    pub fn redis(&self) -> redis::aio::ConnectionManager {
+    pub fn redis(&self) -> shared::redis::Conn {
         self.sale.redis.conn()
     }
 
@@ -297,8 +321,7 @@ impl TestEnv {
     /// Every key of this test with its serialized value: equal snapshots mean nothing changed.
     pub async fn redis_snapshot(&self) -> BTreeMap<String, Vec<u8>> {
         let mut c = self.redis();
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query_async(&mut c).await.expect("KEYS");
+        let keys = self.test_keys().await;
         let mut out = BTreeMap::new();
         for k in keys {
             let dump: Vec<u8> = redis::cmd("DUMP").arg(&k).query_async(&mut c).await.expect("DUMP");
@@ -502,10 +525,63 @@ impl TestEnv {
     /// the other tests running against the same server.
     pub async fn flush_redis(&self) {
         let mut c = self.redis();
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query_async(&mut c).await.expect("KEYS");
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL").arg(keys).query_async(&mut c).await.expect("DEL");
+        for k in self.test_keys().await {
+            let _: () = redis::cmd("DEL").arg(&k).query_async(&mut c).await.expect("DEL");
         }
     }
+
+    /// Every key of this test: SCAN on every primary (a cluster's keys are spread over them).
+    pub async fn test_keys(&self) -> Vec<String> {
+        let mut c = self.redis();
+        let pattern = format!("{}:*", self.prefix);
+        let mut keys = Vec::new();
+        for node in primaries(&mut c).await {
+            let mut cursor = 0u64;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
+                let (next, batch): (u64, Vec<String>) = match &mut c {
+                    shared::redis::Conn::Cluster(cc) => {
+                        let routing = redis::cluster_routing::RoutingInfo::SingleNode(
+                            redis::cluster_routing::SingleNodeRoutingInfo::ByAddress {
+                                host: node.0.clone(),
+                                port: node.1,
+                            },
+                        );
+                        let v = cc.route_command(scan.clone(), routing).await.expect("SCAN");
+                        redis::from_redis_value(v).expect("SCAN reply")
+                    }
+                    single => scan.query_async(single).await.expect("SCAN"),
+                };
+                keys.extend(batch);
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
+/// The primaries' addresses (one pseudo-entry for a single node).
+pub async fn primaries(c: &mut shared::redis::Conn) -> Vec<(String, u16)> {
+    if !matches!(c, shared::redis::Conn::Cluster(_)) {
+        return vec![(String::new(), 0)];
+    }
+    // CLUSTER SHARDS would do too; CLUSTER SLOTS' first address of each range is its primary.
+    let slots: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(c).await.expect("CLUSTER SLOTS");
+    let mut out = Vec::new();
+    for range in slots {
+        let redis::Value::Array(items) = range else { continue };
+        let Some(redis::Value::Array(primary)) = items.get(2) else { continue };
+        let host: String = redis::from_redis_value_ref(&primary[0]).expect("host");
+        let port: u16 = redis::from_redis_value_ref(&primary[1]).expect("port");
+        if !out.contains(&(host.clone(), port)) {
+            out.push((host, port));
+        }
+    }
+    out
 }

@@ -28,8 +28,8 @@ impl Config {
     }
 }
 
-pub fn build(cfg: &Config) -> Result<Admin, Error> {
-    Ok(Admin { sale: sale::connect(&cfg.core)?, publish_dir: cfg.publish_dir.clone() })
+pub async fn build(cfg: &Config) -> Result<Admin, Error> {
+    Ok(Admin { sale: sale::connect(&cfg.core).await?, publish_dir: cfg.publish_dir.clone() })
 }
 
 pub async fn handler(admin: &Admin, req: Request) -> Result<Response<Body>, Error> {

@@ -8,7 +8,7 @@ use lambda_http::{Error, run, service_fn};
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = admin::Config::from_env()?;
-    let state = admin::build(&config)?;
+    let state = admin::build(&config).await?;
     let state = &state;
     run(service_fn(move |req| async move { admin::handler(state, req).await })).await
 }

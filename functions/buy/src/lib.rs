@@ -32,7 +32,7 @@ impl Config {
 
 /// The function's state, built once per cold start.
 pub async fn build(cfg: &Config) -> Result<BuyService, Error> {
-    let sale = sale::connect(&cfg.core)?;
+    let sale = sale::connect(&cfg.core).await?;
     let queue = Queue::new(sqs::client(&cfg.sqs).await, cfg.orders_queue_url.clone()).grouped();
     Ok(BuyService { sale, queue, limiter: Limiter::default() })
 }

@@ -33,7 +33,7 @@ impl Config {
 
 pub async fn build(cfg: &Config) -> Result<OrderConsumer, Error> {
     Ok(OrderConsumer {
-        sale: sale::connect(&cfg.core)?,
+        sale: sale::connect(&cfg.core).await?,
         timeouts: Queue::new(sqs::client(&cfg.sqs).await, cfg.payment_timeouts_queue_url.clone()),
     })
 }

@@ -17,8 +17,8 @@ use shared::{
 /// Redis, MySQL and the sale's knobs; nothing else.
 pub type Config = CoreConfig;
 
-pub fn build(cfg: &Config) -> Result<Orders, Error> {
-    Ok(Orders { sale: sale::connect(cfg)? })
+pub async fn build(cfg: &Config) -> Result<Orders, Error> {
+    Ok(Orders { sale: sale::connect(cfg).await? })
 }
 
 pub async fn handler(orders: &Orders, req: Request) -> Result<Response<Body>, Error> {

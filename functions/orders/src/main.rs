@@ -8,7 +8,7 @@ use lambda_http::{Error, run, service_fn};
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = orders::Config::from_env()?;
-    let state = orders::build(&config)?;
+    let state = orders::build(&config).await?;
     let state = &state;
     run(service_fn(move |req| async move { orders::handler(state, req).await })).await
 }

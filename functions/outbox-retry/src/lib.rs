@@ -32,7 +32,7 @@ impl Config {
 
 pub async fn build(cfg: &Config) -> Result<OutboxRetry, Error> {
     Ok(OutboxRetry {
-        sale: sale::connect(&cfg.core)?,
+        sale: sale::connect(&cfg.core).await?,
         orders: Queue::new(sqs::client(&cfg.sqs).await, cfg.orders_queue_url.clone()),
     })
 }

@@ -10,8 +10,8 @@ use shared::{config::CoreConfig, lambda, orders::PaymentTimeouts, sale};
 /// Redis, MySQL and the sale's knobs; nothing else.
 pub type Config = CoreConfig;
 
-pub fn build(cfg: &Config) -> Result<PaymentTimeouts, Error> {
-    Ok(PaymentTimeouts { sale: sale::connect(cfg)? })
+pub async fn build(cfg: &Config) -> Result<PaymentTimeouts, Error> {
+    Ok(PaymentTimeouts { sale: sale::connect(cfg).await? })
 }
 
 pub async fn handler(timeouts: &PaymentTimeouts, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {

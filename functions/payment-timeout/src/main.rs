@@ -8,7 +8,7 @@ use lambda_runtime::{Error, run, service_fn};
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = payment_timeout::Config::from_env()?;
-    let state = payment_timeout::build(&config)?;
+    let state = payment_timeout::build(&config).await?;
     let state = &state;
     run(service_fn(move |event| async move { payment_timeout::handler(state, event).await })).await
 }

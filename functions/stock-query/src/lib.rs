@@ -15,8 +15,8 @@ use shared::{
 /// Redis, MySQL and the sale's knobs; nothing else.
 pub type Config = CoreConfig;
 
-pub fn build(cfg: &Config) -> Result<Sale, Error> {
-    Ok(sale::connect(cfg)?)
+pub async fn build(cfg: &Config) -> Result<Sale, Error> {
+    Ok(sale::connect(cfg).await?)
 }
 
 pub async fn handler(sale: &Sale, req: Request) -> Result<Response<Body>, Error> {

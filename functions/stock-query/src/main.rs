@@ -8,7 +8,7 @@ use lambda_http::{Error, run, service_fn};
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = stock_query::Config::from_env()?;
-    let state = stock_query::build(&config)?;
+    let state = stock_query::build(&config).await?;
     let state = &state;
     run(service_fn(move |req| async move { stock_query::handler(state, req).await })).await
 }

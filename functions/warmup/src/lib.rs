@@ -28,8 +28,8 @@ pub struct Warmup {
     pub horizon: std::time::Duration,
 }
 
-pub fn build(cfg: &Config) -> Result<Warmup, Error> {
-    Ok(Warmup { sale: sale::connect(&cfg.core)?, horizon: cfg.horizon })
+pub async fn build(cfg: &Config) -> Result<Warmup, Error> {
+    Ok(Warmup { sale: sale::connect(&cfg.core).await?, horizon: cfg.horizon })
 }
 
 pub async fn handler(w: &Warmup, _event: LambdaEvent<serde_json::Value>) -> Result<WarmReport, Error> {

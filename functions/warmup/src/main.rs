@@ -8,7 +8,7 @@ use lambda_runtime::{Error, run, service_fn};
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = warmup::Config::from_env()?;
-    let state = warmup::build(&config)?;
+    let state = warmup::build(&config).await?;
     let state = &state;
     run(service_fn(move |event| async move { warmup::handler(state, event).await })).await
 }

@@ -5,13 +5,15 @@
 //! [`RedisStore`], which speak domain types only.
 
 pub mod bloom;
+pub mod connection;
 pub mod keys;
 pub mod scripts;
 
 use std::time::Duration;
 
-use redis::{AsyncCommands, aio::ConnectionManager};
+use redis::AsyncCommands;
 
+pub use connection::{Conn, ConnectError};
 pub use keys::Keys;
 pub use scripts::ReplyError;
 
@@ -23,6 +25,12 @@ pub enum StoreError {
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
     Reply(#[from] ReplyError),
+    /// Start-up: the configuration does not lead to a working Redis (names the variable).
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The purchase ran on the primary but fewer replicas than required confirmed it in time.
+    #[error("purchase {receipt} reached {replicas} of {wanted} replicas in time")]
+    NotReplicated { receipt: String, replicas: u32, wanted: u32 },
 }
 
 /// One product's sale as Redis holds it.
@@ -50,8 +58,11 @@ pub struct SaleAndOutbox {
 
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
+    /// Replicas a durable write waits for (`REDIS_WAIT_REPLICAS`), and for how long.
+    wait_replicas: u32,
+    wait_timeout: Duration,
 }
 
 /// A token no other writer uses: a lock holder's identity, a sale load's `ver`.
@@ -74,25 +85,24 @@ fn parse_entry(raw: &str) -> Option<OrderMessage> {
 }
 
 impl RedisStore {
-    /// Connects lazily: a cold start does not fail because Redis is briefly away; a request
-    /// that finds it away gets 503. Timeouts are short so that answer comes quickly.
-    pub fn new(cfg: &RedisConfig) -> Result<Self, StoreError> {
-        let client = redis::Client::open(cfg.url.as_str())?;
-        let manager_cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(cfg.connect_timeout))
-            .set_response_timeout(Some(cfg.response_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_cfg)?;
-        Ok(Self { conn, keys: Keys::new(cfg.key_prefix.clone()) })
+    /// Opens the configured single node or cluster ([`connection::open`] says what is
+    /// checked at start-up). Timeouts are short so that a request that finds Redis away gets
+    /// its 503 quickly.
+    pub async fn connect(cfg: &RedisConfig) -> Result<Self, StoreError> {
+        Ok(Self {
+            conn: connection::open(cfg).await?,
+            keys: Keys::new(cfg.key_prefix.clone()),
+            wait_replicas: cfg.wait_replicas,
+            wait_timeout: cfg.wait_timeout,
+        })
     }
 
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
 
-    /// A connection handle (cheap: it shares the manager's multiplexed connection).
-    pub fn conn(&self) -> ConnectionManager {
+    /// A connection handle (cheap: it shares the multiplexed connection or the cluster's).
+    pub fn conn(&self) -> Conn {
         self.conn.clone()
     }
 

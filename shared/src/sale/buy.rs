@@ -30,7 +30,10 @@ pub struct BuyService {
 impl BuyService {
     /// One atomic Lua call decides; on success the order message goes to SQS. A failed send
     /// does not undo the purchase: the outbox entry written by the same Lua call is resent by
-    /// `outbox-retry`.
+    /// `outbox-retry`. A purchase the replicas did not confirm in time (`REDIS_WAIT_REPLICAS`)
+    /// is answered 503 and not sent: if its primary dies it is gone with its unit and buyer
+    /// record (nothing was promised); if not, `outbox-retry` sends it and a retry of the buy
+    /// answers `already_bought` with its receipt.
     #[tracing::instrument(skip(self, user), fields(user = user.as_str()), err)]
     pub async fn buy(&self, user: &UserId, product_id: u64) -> Result<BuyOutcome, SaleError> {
         if let Err(retry_after) = self.limiter.try_acquire(product_id, Instant::now()) {

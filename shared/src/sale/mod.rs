@@ -47,8 +47,13 @@ pub struct Sale {
     pub cfg: SaleConfig,
 }
 
-/// Builds the sale's state once per cold start (no connection is opened yet: Redis and MySQL
-/// connect on first use).
-pub fn connect(core: &CoreConfig) -> Result<Sale, SaleError> {
-    Ok(Sale { redis: RedisStore::new(&core.redis)?, db: Db::connect_lazy(&core.mysql), cfg: core.sale.clone() })
+/// Builds the sale's state once per cold start. MySQL connects on first use; Redis as
+/// [`RedisStore::connect`] says (a cluster's topology is read now). An error names the
+/// variable to fix.
+pub async fn connect(core: &CoreConfig) -> Result<Sale, StoreError> {
+    Ok(Sale {
+        redis: RedisStore::connect(&core.redis).await?,
+        db: Db::connect_lazy(&core.mysql),
+        cfg: core.sale.clone(),
+    })
 }

@@ -3,14 +3,13 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
-
+use super::Lua;
 use crate::{
     domain::OrderMessage,
     redis::{RedisStore, StoreError},
 };
 
-static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/ack.lua")));
+static SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("../../../../lua/ack.lua")));
 
 /// What `ack.lua` did beyond removing the entries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,16 +27,15 @@ impl RedisStore {
             return Ok(AckReply::default());
         }
         let k = &self.keys;
-        let mut inv = SCRIPT.prepare_invoke();
-        inv.key(k.sale(product_id))
-            .key(k.buyers(product_id))
+        let mut inv = SCRIPT.key(k.sale(product_id));
+        inv.key(k.buyers(product_id))
             .key(k.outbox(product_id))
             .key(k.outbox_due(product_id))
             .key(k.outbox_attempts(product_id));
         for m in orders {
             inv.arg(m.activity_id).arg(&m.user_id).arg(&m.receipt);
         }
-        let (adopted, oversold): (i64, i64) = inv.invoke_async(&mut self.conn()).await?;
+        let (adopted, oversold): (i64, i64) = self.run(&inv).await?;
         Ok(AckReply { adopted, oversold })
     }
 }

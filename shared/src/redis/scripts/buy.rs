@@ -3,12 +3,12 @@
 
 use std::{sync::LazyLock, time::Duration};
 
-use redis::{Script, Value};
+use redis::Value;
 
-use super::{ReplyError, int, text};
+use super::{Durable, Lua, ReplyError, int, text};
 use crate::redis::{RedisStore, StoreError};
 
-static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/buy.lua")));
+static SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("../../../../lua/buy.lua")));
 
 /// What `buy.lua` decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,21 +84,34 @@ impl BuyReply {
 }
 
 impl RedisStore {
+    /// Runs `buy.lua`, then (same round trip) waits for `REDIS_WAIT_REPLICAS` replicas. A
+    /// purchase the replicas did not confirm in time is [`StoreError::NotReplicated`]: the
+    /// caller answers 503 and sends nothing; the purchase stays in the primary's outbox (where
+    /// `outbox-retry` delivers it if the primary lives, and a retrying buyer gets its receipt)
+    /// or is gone with the primary, together with its unit and its buyer record.
     #[tracing::instrument(skip(self), err)]
     pub async fn buy(&self, product_id: u64, user: &str, retry_after: Duration) -> Result<BuyReply, StoreError> {
         let k = &self.keys;
-        let value: Value = SCRIPT
-            .key(k.sale(product_id))
-            .key(k.buyers(product_id))
-            .key(k.outbox(product_id))
-            .key(k.outbox_due(product_id))
-            .key(k.user_limit(product_id, user))
-            .arg(user)
-            .arg(product_id)
-            .arg(retry_after.as_millis() as u64)
-            .invoke_async(&mut self.conn())
+        let done: Durable<Value> = self
+            .run_durable(
+                SCRIPT
+                    .key(k.sale(product_id))
+                    .key(k.buyers(product_id))
+                    .key(k.outbox(product_id))
+                    .key(k.outbox_due(product_id))
+                    .key(k.user_limit(product_id, user))
+                    .arg(user)
+                    .arg(product_id)
+                    .arg(retry_after.as_millis() as u64),
+            )
             .await?;
-        Ok(BuyReply::from_value(&value)?)
+        let reply = BuyReply::from_value(&done.reply)?;
+        if let (BuyReply::Queued { receipt, .. }, Some(replicas)) = (&reply, done.replicas)
+            && replicas < self.wait_replicas
+        {
+            return Err(StoreError::NotReplicated { receipt: receipt.clone(), replicas, wanted: self.wait_replicas });
+        }
+        Ok(reply)
     }
 }
 

@@ -3,12 +3,12 @@
 
 use std::{sync::LazyLock, time::Duration};
 
-use redis::{Script, Value};
+use redis::Value;
 
-use super::{ReplyError, int, text};
+use super::{Lua, ReplyError, int, text};
 use crate::redis::{RedisStore, StoreError};
 
-static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/claim.lua")));
+static SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("../../../../lua/claim.lua")));
 
 /// One outbox entry `claim.lua` handed to this `outbox-retry` run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,13 +53,15 @@ impl RedisStore {
     #[tracing::instrument(skip(self), err)]
     pub async fn claim_due(&self, product_id: u64, backoff: Duration, limit: u32) -> Result<Claim, StoreError> {
         let k = &self.keys;
-        let value: Value = SCRIPT
-            .key(k.outbox(product_id))
-            .key(k.outbox_due(product_id))
-            .key(k.outbox_attempts(product_id))
-            .arg(backoff.as_millis() as u64)
-            .arg(limit)
-            .invoke_async(&mut self.conn())
+        let value: Value = self
+            .run(
+                SCRIPT
+                    .key(k.outbox(product_id))
+                    .key(k.outbox_due(product_id))
+                    .key(k.outbox_attempts(product_id))
+                    .arg(backoff.as_millis() as u64)
+                    .arg(limit),
+            )
             .await?;
         Ok(Claim::from_value(&value)?)
     }

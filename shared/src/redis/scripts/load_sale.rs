@@ -5,9 +5,7 @@
 
 use std::{sync::LazyLock, time::Duration};
 
-use redis::Script;
-
-use super::ReplyError;
+use super::{Lua, ReplyError};
 use crate::redis::{RedisStore, StoreError};
 
 /// Most members one staging command carries (each buyer is two arguments).
@@ -15,7 +13,7 @@ pub const CHUNK: usize = 1000;
 /// How long staged members live if the load that staged them never runs.
 const STAGED_TTL_MS: u64 = 60_000;
 
-static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/load_sale.lua")));
+static SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("../../../../lua/load_sale.lua")));
 
 /// What the load script writes.
 #[derive(Debug, Clone)]
@@ -122,12 +120,8 @@ impl RedisStore {
             pipe.cmd("PEXPIRE").arg(&staged_returned).arg(STAGED_TTL_MS).ignore();
             pipe.query_async::<()>(&mut self.conn()).await?;
         }
-        let mut inv = SCRIPT.prepare_invoke();
-        inv.key(k.sale(product_id))
-            .key(k.buyers(product_id))
-            .key(k.restored(product_id))
-            .key(&staged_buyers)
-            .key(&staged_returned);
+        let mut inv = SCRIPT.key(k.sale(product_id));
+        inv.key(k.buyers(product_id)).key(k.restored(product_id)).key(&staged_buyers).key(&staged_returned);
         inv.arg(match mode {
             LoadMode::IfMissing => "if_missing",
             LoadMode::Refresh => "refresh",
@@ -144,7 +138,7 @@ impl RedisStore {
         .arg(negative_ttl.as_millis() as u64)
         .arg(retention.as_millis() as u64)
         .arg(&version);
-        let code: i64 = inv.invoke_async(&mut self.conn()).await?;
+        let code: i64 = self.run(&inv).await?;
         let reply = LoadReply::from_code(code)?;
         if reply == LoadReply::Written && load.activity_id != 0 {
             // A product that can sell is on outbox-retry's list until its outbox is empty

@@ -1,7 +1,13 @@
-//! The Lua scripts (`lua/*.lua`), one file each: its `Script` (hashed once per process, called
+//! The Lua scripts (`lua/*.lua`), one file each: its [`Lua`] (hashed once per process, called
 //! by EVALSHA), its invocation as a [`RedisStore`](super::RedisStore) method with the KEYS and
 //! ARGV order the script documents, and the enum its reply becomes. A reply is read in exactly
 //! one place, next to the script's own contract.
+//!
+//! Every call goes through [`RedisStore::run`] (or [`RedisStore::run_durable`]): EVALSHA,
+//! routed by the slot of its first key; a NOSCRIPT answer (the node restarted, a replica was
+//! promoted, `SCRIPT FLUSH`) is answered by sending the same call once as EVAL, which runs the
+//! script and caches it on that node, in the same pipeline when there is one. No path assumes
+//! a script was loaded beforehand, and none sends `SCRIPT LOAD` to every node.
 
 pub mod ack;
 pub mod buy;
@@ -11,7 +17,107 @@ pub mod restore;
 pub mod sent;
 pub mod unlock;
 
-use redis::Value;
+use redis::{Cmd, FromRedisValue, RedisError, ToRedisArgs, Value};
+
+use super::{RedisStore, connection::is_noscript};
+
+/// A Lua script: its source and its SHA1.
+pub struct Lua {
+    code: &'static str,
+    sha: String,
+}
+
+impl Lua {
+    pub fn new(code: &'static str) -> Self {
+        Self { code, sha: redis::Script::new(code).get_hash().to_owned() }
+    }
+
+    /// A call of this script, its first key given (the key whose slot routes the call).
+    pub fn key(&self, key: impl ToRedisArgs) -> Call<'_> {
+        let mut call = Call { lua: self, keys: Vec::new(), args: Vec::new() };
+        call.key(key);
+        call
+    }
+}
+
+/// One call of a script: its KEYS and ARGV in order.
+pub struct Call<'a> {
+    lua: &'a Lua,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl Call<'_> {
+    pub fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
+        self.keys.extend(key.to_redis_args());
+        self
+    }
+
+    pub fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+
+    /// EVALSHA (`by_sha`) or EVAL with the script's source.
+    fn cmd(&self, by_sha: bool) -> Cmd {
+        let mut cmd = if by_sha { redis::cmd("EVALSHA") } else { redis::cmd("EVAL") };
+        cmd.arg(if by_sha { self.lua.sha.as_str() } else { self.lua.code }).arg(self.keys.len());
+        for k in &self.keys {
+            cmd.arg(k.as_slice());
+        }
+        for a in &self.args {
+            cmd.arg(a.as_slice());
+        }
+        cmd
+    }
+}
+
+/// What a durable call learnt: the script's reply and how many replicas had its writes when
+/// the wait ended (`None`: no wait was asked for).
+pub struct Durable<T> {
+    pub reply: T,
+    pub replicas: Option<u32>,
+}
+
+impl RedisStore {
+    /// Runs a script: EVALSHA, and on NOSCRIPT the same call once as EVAL.
+    pub async fn run<T: FromRedisValue>(&self, call: &Call<'_>) -> Result<T, RedisError> {
+        let mut conn = self.conn();
+        match call.cmd(true).query_async(&mut conn).await {
+            Err(e) if is_noscript(&e) => {
+                tracing::info!("script not cached on the node (restart, failover or flush); sent as EVAL");
+                call.cmd(false).query_async(&mut conn).await
+            }
+            other => other,
+        }
+    }
+
+    /// Runs a script that writes what a caller will promise on, followed in the same round
+    /// trip (a pipeline, routed to the primary that runs the script) by `WAIT` for the
+    /// configured number of replicas (`REDIS_WAIT_REPLICAS`; 0 sends no WAIT).
+    pub async fn run_durable<T: FromRedisValue>(&self, call: &Call<'_>) -> Result<Durable<T>, RedisError> {
+        if self.wait_replicas == 0 {
+            return Ok(Durable { reply: self.run(call).await?, replicas: None });
+        }
+        let pipe = |by_sha: bool| {
+            let mut p = redis::pipe();
+            p.add_command(call.cmd(by_sha))
+                .cmd("WAIT")
+                .arg(self.wait_replicas)
+                .arg(self.wait_timeout.as_millis() as u64);
+            p
+        };
+        let mut conn = self.conn();
+        let (reply, replicas): (T, u32) = match pipe(true).query_async(&mut conn).await {
+            Err(e) if is_noscript(&e) => {
+                tracing::info!("script not cached on the node (restart, failover or flush); sent as EVAL");
+                pipe(false).query_async(&mut conn).await?
+            }
+            other => other?,
+        };
+        Ok(Durable { reply, replicas: Some(replicas) })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("unexpected reply from {script}: {detail}")]

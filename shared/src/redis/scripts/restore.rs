@@ -2,12 +2,10 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
-
-use super::ReplyError;
+use super::{Lua, ReplyError};
 use crate::redis::{RedisStore, StoreError};
 
-static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/restore.lua")));
+static SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("../../../../lua/restore.lua")));
 
 /// What `restore.lua` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,15 +34,17 @@ impl RedisStore {
     #[tracing::instrument(skip(self), err)]
     pub async fn restore(&self, product_id: u64, activity_id: u64, receipt: &str) -> Result<RestoreReply, StoreError> {
         let k = &self.keys;
-        let code: i64 = SCRIPT
-            .key(k.sale(product_id))
-            .key(k.restored(product_id))
-            .key(k.outbox(product_id))
-            .key(k.outbox_due(product_id))
-            .key(k.outbox_attempts(product_id))
-            .arg(receipt)
-            .arg(activity_id)
-            .invoke_async(&mut self.conn())
+        let code: i64 = self
+            .run(
+                SCRIPT
+                    .key(k.sale(product_id))
+                    .key(k.restored(product_id))
+                    .key(k.outbox(product_id))
+                    .key(k.outbox_due(product_id))
+                    .key(k.outbox_attempts(product_id))
+                    .arg(receipt)
+                    .arg(activity_id),
+            )
             .await?;
         Ok(RestoreReply::from_code(code)?)
     }

@@ -2,11 +2,10 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
-
+use super::Lua;
 use crate::redis::{RedisStore, StoreError};
 
-static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../../../lua/sent.lua")));
+static SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("../../../../lua/sent.lua")));
 
 impl RedisStore {
     /// Records one accepted send for each receipt still in the product's outbox; returns how
@@ -17,11 +16,11 @@ impl RedisStore {
             return Ok(0);
         }
         let k = &self.keys;
-        let mut inv = SCRIPT.prepare_invoke();
-        inv.key(k.outbox(product_id)).key(k.outbox_attempts(product_id));
+        let mut inv = SCRIPT.key(k.outbox(product_id));
+        inv.key(k.outbox_attempts(product_id));
         for r in receipts {
             inv.arg(r);
         }
-        Ok(inv.invoke_async(&mut self.conn()).await?)
+        Ok(self.run(&inv).await?)
     }
 }
