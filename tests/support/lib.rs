@@ -75,6 +75,8 @@ pub struct Options {
     pub visibility_timeout: Duration,
     /// The app's MySQL statement time limit.
     pub mysql_statement_timeout: Duration,
+    /// The app's `REDIS_WAIT_REPLICAS`, if not the test server's default.
+    pub redis_wait_replicas: Option<u32>,
 }
 
 impl Default for Options {
@@ -85,6 +87,7 @@ impl Default for Options {
             sale: SaleConfig::default(),
             visibility_timeout: Duration::from_secs(2),
             mysql_statement_timeout: Duration::from_secs(5),
+            redis_wait_replicas: None,
         }
     }
 }
@@ -153,7 +156,12 @@ impl TestEnv {
 
         let settings = Settings {
             core: CoreConfig {
-                redis: redis_config(&opts.redis_url, &prefix),
+                redis: RedisConfig {
+                    wait_replicas: opts
+                        .redis_wait_replicas
+                        .unwrap_or(redis_config(&opts.redis_url, &prefix).wait_replicas),
+                    ..redis_config(&opts.redis_url, &prefix)
+                },
                 mysql: MysqlConfig { statement_timeout: opts.mysql_statement_timeout, ..mysql.clone() },
                 sale: opts.sale.clone(),
             },
@@ -540,8 +548,8 @@ impl TestEnv {
             loop {
                 let mut scan = redis::cmd("SCAN");
                 scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
-                let (next, batch): (u64, Vec<String>) = match &mut c {
-                    shared::redis::Conn::Cluster(cc) => {
+                let (next, batch): (u64, Vec<String>) = match c.cluster_connection() {
+                    Some(mut cc) => {
                         let routing = redis::cluster_routing::RoutingInfo::SingleNode(
                             redis::cluster_routing::SingleNodeRoutingInfo::ByAddress {
                                 host: node.0.clone(),
@@ -551,7 +559,7 @@ impl TestEnv {
                         let v = cc.route_command(scan.clone(), routing).await.expect("SCAN");
                         redis::from_redis_value(v).expect("SCAN reply")
                     }
-                    single => scan.query_async(single).await.expect("SCAN"),
+                    None => scan.query_async(&mut c).await.expect("SCAN"),
                 };
                 keys.extend(batch);
                 cursor = next;

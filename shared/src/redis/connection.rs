@@ -7,7 +7,10 @@
 //! TLS is rustls with the aws-lc-rs provider, installed once per process: both ring and
 //! aws-lc-rs are in the dependency graph, and rustls refuses to guess.
 
-use std::{sync::Once, time::Duration};
+use std::{
+    sync::{Arc, Mutex, Once, RwLock},
+    time::{Duration, Instant},
+};
 
 use redis::{
     Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, TlsCertificates, Value,
@@ -26,19 +29,116 @@ pub struct ConnectError {
     pub reason: String,
 }
 
-/// A single node (a multiplexed connection that reconnects by itself) or a cluster (a
-/// connection per node, slot map refreshed on MOVED and after failures).
+/// A single node (a multiplexed connection that reconnects by itself) or a cluster.
 #[derive(Clone)]
 pub enum Conn {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(Cluster),
+}
+
+/// A cluster connection that is replaced when it stops working.
+///
+/// The `redis` crate's cluster connection follows MOVED/ASK and refreshes its slot map on
+/// them, but when a primary dies under concurrent load it keeps reconnecting to the dead
+/// address and never asks the survivors who owns the slots now (seen here: every request
+/// failed for minutes after a SIGKILL; redis-rs issues #1005, #2277), and a transaction
+/// (MULTI/EXEC) answered MOVED is returned as an error, not followed. So a connection-class
+/// error (I/O, timeout, refused, CLUSTERDOWN, MOVED) makes this handle build a new connection —
+/// from the configured URL and every node the last topology named, so a dead first node does
+/// not matter — at most once per `REBUILD_EVERY` (concurrent callers wait for the one
+/// rebuild), swap it in and send the command once more on it. If that fails too the caller
+/// gets the error (503, nothing promised). Every script here is safe to send twice: a buy
+/// that did run answers `already_bought` with its receipt the second time.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<ClusterInner>,
+}
+
+struct ClusterInner {
+    current: RwLock<ClusterConnection>,
+    /// Bumped by every swap: a caller that waited for the rebuild lock sees whether someone
+    /// else rebuilt meanwhile.
+    generation: std::sync::atomic::AtomicU64,
+    rebuild: tokio::sync::Mutex<()>,
+    cfg: RedisConfig,
+    /// Nodes the last topology named (`host:port`), tried besides the configured URL.
+    known: Mutex<Vec<String>>,
+    last_rebuild: Mutex<Option<Instant>>,
+}
+
+const REBUILD_EVERY: Duration = Duration::from_millis(500);
+
+impl Cluster {
+    fn connection(&self) -> ClusterConnection {
+        match self.inner.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.inner.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// After a connection-class error seen on connection `generation`: true when a newer
+    /// connection is in place (rebuilt here or by a concurrent caller) and worth one retry.
+    async fn recover(&self, e: &RedisError, seen: u64) -> bool {
+        use redis::ServerErrorKind::{ClusterDown, ExecAbort, Moved};
+        let connection_class = e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.kind() == ErrorKind::Server(ClusterDown)
+            || e.kind() == ErrorKind::Server(Moved)
+            // A transaction (MULTI/EXEC) refused with MOVED inside: the client does not follow
+            // those; it ran nothing, so it is safe to send again once the topology is read.
+            || (e.kind() == ErrorKind::Server(ExecAbort) && e.to_string().contains("Moved"));
+        if !connection_class {
+            return false;
+        }
+        let _one_at_a_time = self.inner.rebuild.lock().await;
+        if self.generation() != seen {
+            return true;
+        }
+        {
+            let Ok(mut last) = self.inner.last_rebuild.lock() else { return false };
+            if last.is_some_and(|t| t.elapsed() < REBUILD_EVERY) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        let nodes = self.inner.known.lock().map(|k| k.clone()).unwrap_or_default();
+        match connect_cluster(&self.inner.cfg, &nodes).await {
+            Ok((conn, known)) => {
+                tracing::warn!(error = %e, "redis cluster connection rebuilt after a connection error; topology read again");
+                if let Ok(mut current) = self.inner.current.write() {
+                    *current = conn;
+                }
+                if let Ok(mut k) = self.inner.known.lock() {
+                    *k = known;
+                }
+                self.inner.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "redis cluster connection could not be rebuilt yet");
+                false
+            }
+        }
+    }
 }
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => Box::pin(async move {
+                let seen = c.generation();
+                match c.connection().req_packed_command(cmd).await {
+                    Err(e) if c.recover(&e, seen).await => c.connection().req_packed_command(cmd).await,
+                    other => other,
+                }
+            }),
         }
     }
 
@@ -50,16 +150,72 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => Box::pin(async move {
+                let seen = c.generation();
+                match c.connection().req_packed_commands(cmd, offset, count).await {
+                    Err(e) if c.recover(&e, seen).await => c.connection().req_packed_commands(cmd, offset, count).await,
+                    other => other,
+                }
+            }),
         }
     }
 
     fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+impl Conn {
+    /// The cluster connection in use now (for commands routed by hand, e.g. to one node).
+    pub fn cluster_connection(&self) -> Option<ClusterConnection> {
         match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+            Conn::Cluster(c) => Some(c.connection()),
+            Conn::Single(_) => None,
         }
     }
+}
+
+/// Connects to the cluster through the configured URL or any of `nodes`, and reads the
+/// addresses of every node it names (for the next rebuild).
+async fn connect_cluster(cfg: &RedisConfig, nodes: &[String]) -> Result<(ClusterConnection, Vec<String>), RedisError> {
+    let scheme = if cfg.url.starts_with("rediss://") { "rediss" } else { "redis" };
+    let mut initial = vec![cfg.url.clone()];
+    initial.extend(nodes.iter().map(|n| format!("{scheme}://{n}")));
+    let mut builder = ClusterClientBuilder::new(initial)
+        .connection_timeout(cfg.connect_timeout)
+        .response_timeout(cfg.response_timeout)
+        .retries(3)
+        .min_retry_wait(50)
+        .max_retry_wait(500);
+    if let Some(certs) = certificates(cfg) {
+        builder = builder.certs(certs);
+    }
+    let client: ClusterClient = builder.build()?;
+    let mut conn = tokio::time::timeout(startup_deadline(cfg), client.get_async_connection())
+        .await
+        .map_err(|_| RedisError::from((ErrorKind::Io, "the cluster did not answer in time")))??;
+    let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut conn).await?;
+    Ok((conn, node_addresses(&slots)))
+}
+
+/// Every `host:port` a `CLUSTER SLOTS` reply names (primaries and replicas).
+fn node_addresses(slots: &[Value]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for range in slots {
+        let Value::Array(items) = range else { continue };
+        for node in items.iter().skip(2) {
+            let Value::Array(fields) = node else { continue };
+            let host = fields.first().and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
+            let port = fields.get(1).and_then(|v| redis::from_redis_value_ref::<u16>(v).ok());
+            if let (Some(host), Some(port)) = (host, port) {
+                let address = format!("{host}:{port}");
+                if !host.is_empty() && !out.contains(&address) {
+                    out.push(address);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn install_crypto_provider() {
@@ -100,24 +256,17 @@ pub async fn open(cfg: &RedisConfig) -> Result<Conn, ConnectError> {
     install_crypto_provider();
     let bad_url = |e: RedisError| ConnectError { var: "REDIS_URL", reason: e.to_string() };
     if cfg.cluster {
-        let mut builder = ClusterClientBuilder::new(vec![cfg.url.as_str()])
-            .connection_timeout(cfg.connect_timeout)
-            .response_timeout(cfg.response_timeout)
-            .retries(3)
-            .min_retry_wait(50)
-            .max_retry_wait(500);
-        if let Some(certs) = certificates(cfg) {
-            builder = builder.certs(certs);
-        }
-        let client: ClusterClient = builder.build().map_err(bad_url)?;
-        let conn = tokio::time::timeout(startup_deadline(cfg), client.get_async_connection())
-            .await
-            .map_err(|_| ConnectError { var: "REDIS_URL", reason: "the cluster did not answer in time".into() })?
-            .map_err(|e| blame(cfg, &e))?;
-        let mut conn = Conn::Cluster(conn);
-        // The slot map was read from one node; a refused certificate shows on the first command.
-        redis::cmd("PING").query_async::<()>(&mut conn).await.map_err(|e| blame(cfg, &e))?;
-        return Ok(conn);
+        let (conn, known) = connect_cluster(cfg, &[]).await.map_err(|e| blame(cfg, &e))?;
+        return Ok(Conn::Cluster(Cluster {
+            inner: Arc::new(ClusterInner {
+                current: RwLock::new(conn),
+                generation: std::sync::atomic::AtomicU64::new(0),
+                rebuild: tokio::sync::Mutex::new(()),
+                cfg: cfg.clone(),
+                known: Mutex::new(known),
+                last_rebuild: Mutex::new(None),
+            }),
+        }));
     }
     let client = match certificates(cfg) {
         Some(certs) => redis::Client::build_with_tls(cfg.url.as_str(), certs),
