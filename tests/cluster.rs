@@ -257,6 +257,9 @@ async fn a_primary_killed_during_a_race_loses_no_acknowledged_purchase_five_time
     let (_, ca) = cluster_env();
     let sale = SaleConfig { outbox_retry_after: Duration::ZERO, ..SaleConfig::default() };
     let env = Arc::new(TestEnv::start_with(Options { sale, ..Options::default() }).await);
+    // The figures of each round, also kept where scripts/test.sh shows them.
+    let report_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/cluster-failover.txt");
+    let mut report = String::new();
     for round in 1..=5 {
         let a = env.open_sale(300).await;
         let key = env.sale.redis.keys().sale(a.product_id);
@@ -372,7 +375,7 @@ async fn a_primary_killed_during_a_race_loses_no_acknowledged_purchase_five_time
         let evals = commandstat(promoted, &ca, "eval", "calls").await;
         assert!(evals > 0, "round {round}: the promoted primary never fell back to EVAL (NOSCRIPT)");
         let burst = s.first_503.zip(s.last_503).map(|(f, l)| l - f).unwrap_or_default();
-        println!(
+        let line = format!(
             "round {round}: killed {victim} after 100 wins; {promoted} promoted after {:.1} s, replica back after {:.1} s; \
              {} units sold, {} answers 503 over {:.1} s; {evals} EVAL fallbacks on the new primary",
             promotion.as_secs_f64(),
@@ -381,5 +384,9 @@ async fn a_primary_killed_during_a_race_loses_no_acknowledged_purchase_five_time
             s.count_503,
             burst.as_secs_f64()
         );
+        println!("{line}");
+        report.push_str(&line);
+        report.push('\n');
+        std::fs::write(&report_path, &report).expect("failover report");
     }
 }

@@ -84,14 +84,65 @@ async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, B
 
 // ---------------- ceilings ----------------
 
+/// The Redis the sale runs on: `REDIS_URL`, `REDIS_CLUSTER`, `REDIS_TLS_CA_FILE`,
+/// `REDIS_WAIT_REPLICAS` as the functions read them (the local single node by default).
+fn redis_config() -> Result<shared::config::RedisConfig, BoxError> {
+    if std::env::var("REDIS_URL").is_err() {
+        return Ok(shared::config::RedisConfig::local("bench"));
+    }
+    Ok(shared::config::RedisConfig::from_env()?)
+}
+
+/// The node that serves `key` (in a cluster: the primary of its slot) as host and port.
+async fn node_for(cfg: &shared::config::RedisConfig, key: &str) -> Result<(String, u16), BoxError> {
+    let info = redis::IntoConnectionInfo::into_connection_info(cfg.url.as_str())?;
+    let (host, port) = match info.addr() {
+        redis::ConnectionAddr::Tcp(h, p) => (h.clone(), *p),
+        redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port),
+        other => return Err(format!("unsupported Redis address {other:?}").into()),
+    };
+    if !cfg.cluster {
+        return Ok((host, port));
+    }
+    let mut c = shared::redis::RedisStore::connect(cfg).await?.conn();
+    let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query_async(&mut c).await?;
+    let ranges: Vec<(u16, u16, Vec<redis::Value>)> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async::<Vec<Vec<redis::Value>>>(&mut c)
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            let start = redis::from_redis_value_ref(r.first()?).ok()?;
+            let end = redis::from_redis_value_ref(r.get(1)?).ok()?;
+            let redis::Value::Array(primary) = r.get(2)? else { return None };
+            Some((start, end, primary.clone()))
+        })
+        .collect();
+    let (_, _, primary) =
+        ranges.iter().find(|(s, e, _)| (*s..=*e).contains(&slot)).ok_or("slot not served by the cluster")?;
+    let host: String = redis::from_redis_value_ref(primary.first().ok_or("no host")?)?;
+    let port: u16 = redis::from_redis_value_ref(primary.get(1).ok_or("no port")?)?;
+    Ok((host, port))
+}
+
 /// `redis-benchmark` calling buy.lua by EVALSHA with random users on a sale with stock to
-/// spare: every call takes the full path (limit, window, dedupe, decrement, outbox).
-async fn redis_ceiling(run: &str) -> Result<f64, BoxError> {
-    let client = redis::Client::open("redis://127.0.0.1:6379")?;
+/// spare: every call takes the full path (limit, window, dedupe, decrement, outbox). In a
+/// cluster it runs on the primary that serves the sale (one sale lives on one primary).
+async fn redis_ceiling(run: &str, cfg: &shared::config::RedisConfig) -> Result<f64, BoxError> {
+    let keys = shared::redis::Keys::new(format!("ceil{run}"));
+    let (host, port) = node_for(cfg, &keys.sale(1)).await?;
+    let tls = cfg.url.starts_with("rediss://");
+    let node_url = format!("{}://{host}:{port}", if tls { "rediss" } else { "redis" });
+    let client = match &cfg.tls_ca {
+        Some(ca) => redis::Client::build_with_tls(
+            node_url,
+            redis::TlsCertificates { client_tls: None, root_cert: Some(ca.pem.clone()) },
+        )?,
+        None => redis::Client::open(node_url)?,
+    };
     let mut c = client.get_multiplexed_async_connection().await?;
     let sha: String =
         redis::cmd("SCRIPT").arg("LOAD").arg(include_str!("../../lua/buy.lua")).query_async(&mut c).await?;
-    let keys = shared::redis::Keys::new(format!("ceil{run}"));
     let now = Utc::now().timestamp_millis();
     let _: () = redis::cmd("HSET")
         .arg(keys.sale(1))
@@ -102,23 +153,16 @@ async fn redis_ceiling(run: &str) -> Result<f64, BoxError> {
         .arg(now + 3_600_000)
         .query_async(&mut c)
         .await?;
-    let out = Command::new("redis-benchmark")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "6379",
-            "-n",
-            "200000",
-            "-c",
-            "256",
-            "-r",
-            "100000000",
-            "-q",
-            "EVALSHA",
-            &sha,
-            "5",
-        ])
+    let mut bench = Command::new("redis-benchmark");
+    bench.args(["-h", &host, "-p", &port.to_string()]);
+    if tls {
+        bench.arg("--tls");
+        if let Some(ca) = &cfg.tls_ca {
+            bench.arg("--cacert").arg(&ca.path);
+        }
+    }
+    let out = bench
+        .args(["-n", "200000", "-c", "256", "-r", "100000000", "-q", "EVALSHA", &sha, "5"])
         .args([keys.sale(1), keys.buyers(1), keys.outbox(1), keys.outbox_due(1), keys.user_limit(1, "__rand_int__")])
         .args(["u__rand_int__", "1", "30000"])
         .output()?;
@@ -129,10 +173,24 @@ async fn redis_ceiling(run: &str) -> Result<f64, BoxError> {
         .and_then(|head| head.rsplit([' ', ':']).find(|s| !s.is_empty()))
         .and_then(|n| n.trim().parse::<f64>().ok())
         .ok_or_else(|| format!("could not read redis-benchmark output: {text}"))?;
-    let mut scan: Vec<String> = redis::cmd("KEYS").arg(format!("ceil{run}:*")).query_async(&mut c).await?;
-    scan.sort();
-    for chunk in scan.chunks(1000) {
-        let _: () = redis::cmd("UNLINK").arg(chunk).query_async(&mut c).await?;
+    // Every key it made shares the sale's hash tag, so this one node holds them all.
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("ceil{run}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut c)
+            .await?;
+        if !batch.is_empty() {
+            let _: () = redis::cmd("UNLINK").arg(batch).query_async(&mut c).await?;
+        }
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
     }
     Ok(rate)
 }
@@ -270,8 +328,20 @@ async fn main() -> Result<(), BoxError> {
     let pool = sqlx::mysql::MySqlPoolOptions::new().max_connections(2).connect(&database_url).await?;
     let sqs = shared::sqs::client(&sqs_config()).await;
 
+    let redis_cfg = redis_config()?;
+    let redis_mode = json!({
+        "url": redis_cfg.url, "cluster": redis_cfg.cluster, "tls": redis_cfg.url.starts_with("rediss://"),
+        "wait_replicas": redis_cfg.wait_replicas,
+    });
+    println!(
+        "redis: {} ({}{}), purchases wait for {} replica(s)",
+        redis_cfg.url,
+        if redis_cfg.cluster { "cluster" } else { "single node" },
+        if redis_cfg.url.starts_with("rediss://") { ", TLS" } else { "" },
+        redis_cfg.wait_replicas
+    );
     println!("measuring ceilings ...");
-    let evalsha = redis_ceiling(&run).await?;
+    let evalsha = redis_ceiling(&run, &redis_cfg).await?;
     let (sqs_send, sqs_drain) = sqs_ceiling(&sqs, &run).await?;
     let mysql_rows = mysql_ceiling(&pool).await?;
 
@@ -283,7 +353,9 @@ async fn main() -> Result<(), BoxError> {
     let _runner = Runner(
         Command::new(&a.runner)
             .args(["serve", "--migrate"])
-            .env("REDIS_URL", "redis://127.0.0.1:6379")
+            .env("REDIS_URL", &redis_cfg.url)
+            .env("REDIS_CLUSTER", redis_cfg.cluster.to_string())
+            .env("REDIS_WAIT_REPLICAS", redis_cfg.wait_replicas.to_string())
             .env("REDIS_KEY_PREFIX", format!("bench{run}"))
             .env("DATABASE_URL", &database_url)
             .env("DATABASE_MAX_CONNECTIONS", "8")
@@ -453,6 +525,7 @@ async fn main() -> Result<(), BoxError> {
         "when": Utc::now().to_rfc3339(),
         "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
         "params": {"users": a.users, "units": a.units, "connections": a.connections},
+        "redis": redis_mode,
         "buy": {"requests": buys, "per_sec": buy_rps, "latency": lat(&t.buy_latency_us)},
         "stock": {"requests": t.stock_latency_us.len(), "per_sec": stock_rps, "latency": lat(&t.stock_latency_us)},
         "codes": t.codes,
