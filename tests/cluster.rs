@@ -196,7 +196,7 @@ async fn script_flush_on_every_node_is_answered_by_eval_on_every_script_path() {
         }
     };
     let evals = commandstat(port, &ca, "eval", "calls").await;
-    // buy.lua with its WAIT pipeline, then claim.lua/sent.lua (outbox-retry), ack.lua (consumer),
+    // buy.lua (then its replica confirmation), claim.lua/sent.lua (outbox-retry), ack.lua (consumer),
     // restore.lua (payment timeout), each after the cache was emptied.
     flush_all().await;
     let r = env.buy("flushed-1", a.product_id).await;

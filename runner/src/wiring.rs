@@ -96,6 +96,8 @@ impl Settings {
 /// Environment variables every function gets (template.yaml: Globals.Function.Environment).
 pub const COMMON_ENV: &[&str] = &[
     "REDIS_URL",
+    "REDIS_CLUSTER",
+    "REDIS_WAIT_REPLICAS",
     "REDIS_KEY_PREFIX",
     "DATABASE_URL",
     "PAYMENT_WINDOW_SECS",

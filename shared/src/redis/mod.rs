@@ -173,6 +173,29 @@ impl RedisStore {
         Ok(SaleAndOutbox { live: activity.zip(stock), version, outbox })
     }
 
+    /// Confirms that a write is on the primary that serves `key` now and on
+    /// `REDIS_WAIT_REPLICAS` of its replicas: `HGET key field` and `WAIT` in one pipeline,
+    /// routed to that primary. The HGET matters: if a failover happened since the write, the
+    /// pipeline reaches the promoted replica, whose WAIT would confirm its own (older) data.
+    pub async fn confirm_replicated(&self, key: &str, field: &str, expected: &str) -> Result<(), StoreError> {
+        let (found, replicas): (Option<String>, u32) = redis::pipe()
+            .hget(key, field)
+            .cmd("WAIT")
+            .arg(self.wait_replicas)
+            .arg(self.wait_timeout.as_millis() as u64)
+            .query_async(&mut self.conn())
+            .await?;
+        let replicas = if found.as_deref() == Some(expected) { replicas } else { 0 };
+        if replicas < self.wait_replicas {
+            return Err(StoreError::NotReplicated {
+                receipt: expected.to_owned(),
+                replicas,
+                wanted: self.wait_replicas,
+            });
+        }
+        Ok(())
+    }
+
     /// Products an earlier `outbox-retry` run left with outbox entries.
     #[tracing::instrument(skip(self), err)]
     pub async fn outbox_products(&self) -> Result<Vec<u64>, StoreError> {

@@ -5,7 +5,7 @@ use std::{sync::LazyLock, time::Duration};
 
 use redis::Value;
 
-use super::{Durable, Lua, ReplyError, int, text};
+use super::{Lua, ReplyError, int, text};
 use crate::redis::{RedisStore, StoreError};
 
 static SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("../../../../lua/buy.lua")));
@@ -84,16 +84,18 @@ impl BuyReply {
 }
 
 impl RedisStore {
-    /// Runs `buy.lua`, then (same round trip) waits for `REDIS_WAIT_REPLICAS` replicas. A
-    /// purchase the replicas did not confirm in time is [`StoreError::NotReplicated`]: the
-    /// caller answers 503 and sends nothing; the purchase stays in the primary's outbox (where
-    /// `outbox-retry` delivers it if the primary lives, and a retrying buyer gets its receipt)
-    /// or is gone with the primary, together with its unit and its buyer record.
+    /// Runs `buy.lua`; a purchase (and only a purchase: every attempt writes the per-user
+    /// counter, so a WAIT on every call would make the 99% who lose wait for replicas too) is
+    /// then confirmed by [`RedisStore::confirm_replicated`]. One the replicas did not confirm
+    /// is [`StoreError::NotReplicated`]: the caller answers 503 and sends nothing; the purchase
+    /// stays in its primary's outbox (where `outbox-retry` delivers it if that primary lives,
+    /// and a retrying buyer gets its receipt) or is gone with the primary, together with its
+    /// unit and its buyer record.
     #[tracing::instrument(skip(self), err)]
     pub async fn buy(&self, product_id: u64, user: &str, retry_after: Duration) -> Result<BuyReply, StoreError> {
         let k = &self.keys;
-        let done: Durable<Value> = self
-            .run_durable(
+        let value: Value = self
+            .run(
                 SCRIPT
                     .key(k.sale(product_id))
                     .key(k.buyers(product_id))
@@ -105,11 +107,15 @@ impl RedisStore {
                     .arg(retry_after.as_millis() as u64),
             )
             .await?;
-        let reply = BuyReply::from_value(&done.reply)?;
-        if let (BuyReply::Queued { receipt, .. }, Some(replicas)) = (&reply, done.replicas)
-            && replicas < self.wait_replicas
+        let reply = BuyReply::from_value(&value)?;
+        if let BuyReply::Queued { receipt, message, .. } = &reply
+            && self.wait_replicas > 0
         {
-            return Err(StoreError::NotReplicated { receipt: receipt.clone(), replicas, wanted: self.wait_replicas });
+            let activity_id = serde_json::from_str::<crate::domain::OrderMessage>(message)
+                .map_err(|e| ReplyError::new("buy.lua", format!("queued message: {e}")))?
+                .activity_id;
+            // The buyer record, as buy.lua wrote it: "<activity_id>:<user>" -> receipt.
+            self.confirm_replicated(&k.buyers(product_id), &format!("{activity_id}:{user}"), receipt).await?;
         }
         Ok(reply)
     }

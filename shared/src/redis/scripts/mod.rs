@@ -3,11 +3,11 @@
 //! ARGV order the script documents, and the enum its reply becomes. A reply is read in exactly
 //! one place, next to the script's own contract.
 //!
-//! Every call goes through [`RedisStore::run`] (or [`RedisStore::run_durable`]): EVALSHA,
-//! routed by the slot of its first key; a NOSCRIPT answer (the node restarted, a replica was
-//! promoted, `SCRIPT FLUSH`) is answered by sending the same call once as EVAL, which runs the
-//! script and caches it on that node, in the same pipeline when there is one. No path assumes
-//! a script was loaded beforehand, and none sends `SCRIPT LOAD` to every node.
+//! Every call goes through [`RedisStore::run`]: EVALSHA, routed by the slot of its first key;
+//! a NOSCRIPT answer (the node restarted, a replica was promoted, `SCRIPT FLUSH`) is answered
+//! by sending the same call once as EVAL, which runs the script and caches it on that node. No
+//! path assumes a script was loaded beforehand, none sends `SCRIPT LOAD` to every node, and no
+//! script is sent inside a pipeline.
 
 pub mod ack;
 pub mod buy;
@@ -72,13 +72,6 @@ impl Call<'_> {
     }
 }
 
-/// What a durable call learnt: the script's reply and how many replicas had its writes when
-/// the wait ended (`None`: no wait was asked for).
-pub struct Durable<T> {
-    pub reply: T,
-    pub replicas: Option<u32>,
-}
-
 impl RedisStore {
     /// Runs a script: EVALSHA, and on NOSCRIPT the same call once as EVAL.
     pub async fn run<T: FromRedisValue>(&self, call: &Call<'_>) -> Result<T, RedisError> {
@@ -90,32 +83,6 @@ impl RedisStore {
             }
             other => other,
         }
-    }
-
-    /// Runs a script that writes what a caller will promise on, followed in the same round
-    /// trip (a pipeline, routed to the primary that runs the script) by `WAIT` for the
-    /// configured number of replicas (`REDIS_WAIT_REPLICAS`; 0 sends no WAIT).
-    pub async fn run_durable<T: FromRedisValue>(&self, call: &Call<'_>) -> Result<Durable<T>, RedisError> {
-        if self.wait_replicas == 0 {
-            return Ok(Durable { reply: self.run(call).await?, replicas: None });
-        }
-        let pipe = |by_sha: bool| {
-            let mut p = redis::pipe();
-            p.add_command(call.cmd(by_sha))
-                .cmd("WAIT")
-                .arg(self.wait_replicas)
-                .arg(self.wait_timeout.as_millis() as u64);
-            p
-        };
-        let mut conn = self.conn();
-        let (reply, replicas): (T, u32) = match pipe(true).query_async(&mut conn).await {
-            Err(e) if is_noscript(&e) => {
-                tracing::info!("script not cached on the node (restart, failover or flush); sent as EVAL");
-                pipe(false).query_async(&mut conn).await?
-            }
-            other => other?,
-        };
-        Ok(Durable { reply, replicas: Some(replicas) })
     }
 }
 
