@@ -295,6 +295,8 @@ impl Drop for Runner {
 #[derive(Default)]
 struct Tally {
     buy_latency_us: Vec<u32>,
+    /// The 202s only: the purchases (their latency includes the replica wait and the SQS send).
+    accepted_latency_us: Vec<u32>,
     stock_latency_us: Vec<u32>,
     codes: BTreeMap<String, u64>,
     first_accept: Option<chrono::DateTime<Utc>>,
@@ -451,11 +453,16 @@ async fn main() -> Result<(), BoxError> {
                         }
                         Err(_) => "transport_error".to_owned(),
                     };
-                    local.buy_latency_us.push(t.elapsed().as_micros() as u32);
+                    let took = t.elapsed().as_micros() as u32;
+                    local.buy_latency_us.push(took);
+                    if code == "accepted" {
+                        local.accepted_latency_us.push(took);
+                    }
                     *local.codes.entry(code).or_default() += 1;
                 }
                 let mut all = tally.lock().unwrap_or_else(|p| p.into_inner());
                 all.buy_latency_us.extend(local.buy_latency_us);
+                all.accepted_latency_us.extend(local.accepted_latency_us);
                 all.stock_latency_us.extend(local.stock_latency_us);
                 all.accepted_users.extend(local.accepted_users);
                 for (k, v) in local.codes {
@@ -505,6 +512,7 @@ async fn main() -> Result<(), BoxError> {
         .await?;
 
     t.buy_latency_us.sort_unstable();
+    t.accepted_latency_us.sort_unstable();
     t.stock_latency_us.sort_unstable();
     let buys = t.buy_latency_us.len();
     let buy_rps = buys as f64 / load_secs;
@@ -526,7 +534,8 @@ async fn main() -> Result<(), BoxError> {
         "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
         "params": {"users": a.users, "units": a.units, "connections": a.connections},
         "redis": redis_mode,
-        "buy": {"requests": buys, "per_sec": buy_rps, "latency": lat(&t.buy_latency_us)},
+        "buy": {"requests": buys, "per_sec": buy_rps, "latency": lat(&t.buy_latency_us),
+                "accepted_latency": lat(&t.accepted_latency_us)},
         "stock": {"requests": t.stock_latency_us.len(), "per_sec": stock_rps, "latency": lat(&t.stock_latency_us)},
         "codes": t.codes,
         "drain": {"orders": orders, "seconds_first_202_to_last_row": drain_secs, "orders_per_sec": orders_per_sec},
@@ -569,6 +578,13 @@ async fn main() -> Result<(), BoxError> {
         percentile(&t.buy_latency_us, 0.9),
         percentile(&t.buy_latency_us, 0.99),
         t.buy_latency_us.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0)
+    );
+    println!(
+        "202 latency ms:   p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        percentile(&t.accepted_latency_us, 0.5),
+        percentile(&t.accepted_latency_us, 0.9),
+        percentile(&t.accepted_latency_us, 0.99),
+        t.accepted_latency_us.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0)
     );
     println!(
         "stock latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
