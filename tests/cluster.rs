@@ -210,11 +210,8 @@ async fn script_flush_on_every_node_is_answered_by_eval_on_every_script_path() {
     assert_eq!(env.outbox_len(a.product_id).await, 0);
     flush_all().await;
     let msg = TimeoutMessage { receipt, activity_id: a.id, product_id: a.product_id };
-    loop {
-        match env.app.payment_timeout.expire(&msg).await.expect("expire") {
-            shared::orders::Expired::NotDue => tokio::time::sleep(Duration::from_millis(100)).await,
-            _ => break,
-        }
+    while let shared::orders::Expired::NotDue = env.app.payment_timeout.expire(&msg).await.expect("expire") {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(env.redis_stock(a.product_id).await, Some(10), "the unit came back");
     assert!(commandstat(port, &ca, "eval", "calls").await >= evals + 4, "every path fell back to EVAL");
@@ -333,11 +330,12 @@ async fn a_primary_killed_during_a_race_loses_no_acknowledged_purchase_five_time
                         }
                         (409, "sold_out") => return,
                         (503, _) => {
-                            let mut s = seen.lock().expect("lock");
-                            s.count_503 += 1;
-                            s.first_503.get_or_insert(Instant::now());
-                            s.last_503 = Some(Instant::now());
-                            drop(s);
+                            {
+                                let mut s = seen.lock().expect("lock");
+                                s.count_503 += 1;
+                                s.first_503.get_or_insert(Instant::now());
+                                s.last_503 = Some(Instant::now());
+                            }
                             assert!(started.elapsed() < Duration::from_secs(120), "{user} still gets 503");
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
@@ -358,7 +356,7 @@ async fn a_primary_killed_during_a_race_loses_no_acknowledged_purchase_five_time
                 break;
             }
         }
-        let s = seen.lock().expect("lock");
+        let s = std::mem::take(&mut *seen.lock().expect("lock"));
         let orders: Vec<(String, String)> =
             sqlx::query_as("SELECT receipt, user_id FROM orders WHERE activity_id = ? AND status = 'pending_payment'")
                 .bind(a.id)
