@@ -270,8 +270,10 @@ pub fn warmup_horizon() -> Result<Duration, ConfigError> {
 }
 
 /// `LOCAL_JWT_SECRET`: the HS256 secret of the local runner's JWT check (local only).
+/// The local runner's HS256 secret (`LOCAL_JWT_SECRET`, default `local-dev-secret-change-me`,
+/// as `scripts/services.sh` sets it, so `flash-local token` works in a fresh shell too).
 pub fn local_jwt_secret() -> Result<String, ConfigError> {
-    var("LOCAL_JWT_SECRET")
+    Ok(var_or("LOCAL_JWT_SECRET", "local-dev-secret-change-me"))
 }
 
 /// The local runner's own settings (it stands in for API Gateway, the SQS event source
