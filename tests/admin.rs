@@ -9,30 +9,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn admin_sale(env: &TestEnv, stock: i64, starts_in: Span) -> (u64, u64) {
-    let p = env
-        .admin(
-            Method::POST,
-            "/admin/products",
-            Some(json!({"name": "Phone X", "description": "the one", "price_cents": 49_900})),
-        )
-        .await;
-    assert_eq!(p.status, StatusCode::CREATED, "{}", p.text);
-    let product_id = p.json["id"].as_u64().unwrap();
-    let starts = Utc::now() + starts_in;
-    let a = env
-        .admin(
-            Method::POST,
-            "/admin/activities",
-            Some(json!({
-                "product_id": product_id, "stock": stock,
-                "starts_at": starts.to_rfc3339(), "ends_at": (starts + Span::hours(1)).to_rfc3339(),
-                "rate_limit_per_sec": 100_000, "burst": 100_000, "per_user_per_min": 5,
-            })),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
-    let activity_id = a.json["id"].as_u64().unwrap();
-    (product_id, activity_id)
+    let product_id = env.admin_product().await;
+    (product_id, env.admin_activity(product_id, stock, starts_in, Span::hours(1)).await)
 }
 
 #[tokio::test]

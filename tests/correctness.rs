@@ -13,24 +13,6 @@ use shared::{
     redis::scripts::load_sale::{LoadMode, LoadReply, SaleLoad},
 };
 
-/// An activity of an existing product, through the admin API.
-async fn admin_activity(env: &TestEnv, product_id: u64, stock: i64, starts_in: Span, lasts: Span) -> u64 {
-    let starts = Utc::now() + starts_in;
-    let a = env
-        .admin(
-            Method::POST,
-            "/admin/activities",
-            Some(json!({
-                "product_id": product_id, "stock": stock,
-                "starts_at": starts.to_rfc3339(), "ends_at": (starts + lasts).to_rfc3339(),
-                "rate_limit_per_sec": 100_000, "burst": 100_000, "per_user_per_min": 5,
-            })),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
-    a.json["id"].as_u64().expect("activity id")
-}
-
 /// A second activity for `a`'s product, in MySQL only (not warmed).
 async fn later_activity(env: &TestEnv, a: &Activity, stock: i64, starts_at: chrono::DateTime<Utc>) -> Activity {
     let id = env
@@ -63,7 +45,7 @@ async fn d01_warming_a_later_activity_through_the_admin_api_leaves_the_open_sale
     let a = env.open_sale(5).await;
     assert_eq!(env.buy("first", a.product_id).await.status, StatusCode::ACCEPTED);
 
-    let b = admin_activity(&env, a.product_id, 500, Span::days(2), Span::hours(1)).await;
+    let b = env.admin_activity(a.product_id, 500, Span::days(2), Span::hours(1)).await;
     let w = env.admin(Method::POST, &format!("/admin/activities/{b}/warmup"), None).await;
     assert_eq!(w.status, StatusCode::OK, "{}", w.text);
     assert_eq!(w.json["result"], "deferred", "{}", w.text);

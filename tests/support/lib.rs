@@ -520,6 +520,33 @@ impl TestEnv {
         self.request(method, path, Some(&token), body.map(|b| b.to_string())).await
     }
 
+    /// A product, through the admin API: its id.
+    pub async fn admin_product(&self) -> u64 {
+        let body = serde_json::json!({"name": "Phone X", "description": "the one", "price_cents": 49_900});
+        let p = self.admin(reqwest::Method::POST, "/admin/products", Some(body)).await;
+        assert_eq!(p.status, StatusCode::CREATED, "{}", p.text);
+        p.json["id"].as_u64().expect("product id")
+    }
+
+    /// An activity of an existing product, through the admin API (generous limits): its id.
+    pub async fn admin_activity(
+        &self,
+        product_id: u64,
+        stock: i64,
+        starts_in: chrono::Duration,
+        lasts: chrono::Duration,
+    ) -> u64 {
+        let starts = Utc::now() + starts_in;
+        let body = serde_json::json!({
+            "product_id": product_id, "stock": stock,
+            "starts_at": starts.to_rfc3339(), "ends_at": (starts + lasts).to_rfc3339(),
+            "rate_limit_per_sec": 100_000, "burst": 100_000, "per_user_per_min": 5,
+        });
+        let a = self.admin(reqwest::Method::POST, "/admin/activities", Some(body)).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+        a.json["id"].as_u64().expect("activity id")
+    }
+
     /// Consumes everything in the orders queue through the consumer handler.
     pub async fn consume_orders(&self) {
         let messages = self.take_all(&self.orders_queue_url).await;
