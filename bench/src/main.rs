@@ -572,27 +572,19 @@ async fn main() -> Result<(), BoxError> {
         orders_per_sec / mysql_rows
     );
     println!("{:<44} {:>12.0}", "LocalStack SendMessageBatch msgs/s", sqs_send);
-    println!(
-        "buy latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-        percentile(&t.buy_latency_us, 0.5),
-        percentile(&t.buy_latency_us, 0.9),
-        percentile(&t.buy_latency_us, 0.99),
-        t.buy_latency_us.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0)
-    );
-    println!(
-        "202 latency ms:   p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-        percentile(&t.accepted_latency_us, 0.5),
-        percentile(&t.accepted_latency_us, 0.9),
-        percentile(&t.accepted_latency_us, 0.99),
-        t.accepted_latency_us.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0)
-    );
-    println!(
-        "stock latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-        percentile(&t.stock_latency_us, 0.5),
-        percentile(&t.stock_latency_us, 0.9),
-        percentile(&t.stock_latency_us, 0.99),
-        t.stock_latency_us.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0)
-    );
+    for (name, v) in [
+        ("buy latency ms:  ", &t.buy_latency_us),
+        ("202 latency ms:  ", &t.accepted_latency_us),
+        ("stock latency ms:", &t.stock_latency_us),
+    ] {
+        println!(
+            "{name} p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+            percentile(v, 0.5),
+            percentile(v, 0.9),
+            percentile(v, 0.99),
+            v.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0)
+        );
+    }
     println!("outcomes: {}", serde_json::to_string(&t.codes)?);
     println!("drain: {orders} orders, first 202 -> last row {drain_secs:.2} s");
     println!("end state: {checks}");
