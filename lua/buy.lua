@@ -1,9 +1,10 @@
 -- One purchase attempt, atomically: one-per-user (a repeat gets its receipt back), sale window,
--- per-user limit, decrement, outbox.
+-- per-user limit, the activity's rate limit across every function instance, decrement, outbox.
 -- Every key shares the product's hash tag, so this runs unchanged on Redis Cluster.
 --
 -- KEYS[1] sale      hash: activity_id, stock (-1 = unlimited), starts_at, ends_at (ms since
---                   epoch), per_user_per_min, rate, burst, seq, ver, expire_at (see load_sale.lua)
+--                   epoch), per_user_per_min, rate, burst, seq, ver, expire_at (see load_sale.lua);
+--                   tokens, tokens_at: the activity's token bucket (written here only)
 -- KEYS[2] buyers    hash: "<activity_id>:<user>" -> receipt
 -- KEYS[3] outbox    hash: receipt -> order message (JSON)
 -- KEYS[4] outbox:due zset: receipt -> when outbox-retry may resend it (ms since epoch)
@@ -15,8 +16,9 @@
 --   1 queued: detail = receipt, [5] = the order message   2 sold out
 --   3 already bought: detail = the earlier receipt        4 not started: detail = starts_at
 --   5 ended: detail = ends_at                             6 per-user limit: detail = retry in ms
+--   8 the activity's rate: detail = retry in ms
 local f = redis.call('HMGET', KEYS[1], 'activity_id', 'stock', 'starts_at', 'ends_at',
-  'per_user_per_min', 'rate', 'burst', 'expire_at')
+  'per_user_per_min', 'rate', 'burst', 'expire_at', 'tokens', 'tokens_at')
 local activity = f[1]
 if not activity then return {0, '', 0, 0} end
 if activity == '0' then return {7, '', 0, 0} end
@@ -34,12 +36,30 @@ if now < tonumber(f[3]) then return {4, f[3], rate, burst} end
 if now >= tonumber(f[4]) then return {5, f[4], rate, burst} end
 
 -- Only attempts inside the window count against the user's allowance: clicks before the
--- opening second do not use it up.
-local attempts = redis.call('INCR', KEYS[5])
-if attempts == 1 then redis.call('PEXPIRE', KEYS[5], 60000) end
-if attempts > (tonumber(f[5]) or 5) then
+-- opening second do not use it up, nor do attempts the activity's rate turns away.
+local attempts = tonumber(redis.call('GET', KEYS[5]) or '0')
+if attempts >= (tonumber(f[5]) or 5) then
   return {6, tostring(redis.call('PTTL', KEYS[5])), rate, burst}
 end
+
+-- The activity's rate and burst, for every function instance at once: a token bucket in the
+-- sale's hash, refilled by Redis' clock. A full bucket when the sale is (re)loaded; a change
+-- of rate or burst (a warm-up refresh) applies from the next call. rate 0 = no limit.
+if rate > 0 then
+  local cap = math.max(burst, 1)
+  local tokens = tonumber(f[9]) or cap
+  local at = tonumber(f[10]) or now
+  if now > at then tokens = tokens + (now - at) * rate / 1000 end
+  if tokens > cap then tokens = cap end
+  if tokens < 1 then
+    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'tokens_at', math.max(now, at))
+    return {8, tostring(math.ceil((1 - tokens) * 1000 / rate)), rate, burst}
+  end
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'tokens_at', math.max(now, at))
+end
+
+attempts = redis.call('INCR', KEYS[5])
+if attempts == 1 then redis.call('PEXPIRE', KEYS[5], 60000) end
 
 local stock = tonumber(f[2])
 local number

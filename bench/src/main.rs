@@ -146,7 +146,18 @@ async fn redis_ceiling(run: &str, cfg: &shared::config::RedisConfig) -> Result<f
     let now = Utc::now().timestamp_millis();
     let _: () = redis::cmd("HSET")
         .arg(keys.sale(1))
-        .arg(&["activity_id", "1", "stock", "1000000000", "per_user_per_min", "1000000", "rate", "0", "burst", "0"])
+        .arg(&[
+            "activity_id",
+            "1",
+            "stock",
+            "1000000000",
+            "per_user_per_min",
+            "1000000",
+            "rate",
+            "1000000",
+            "burst",
+            "1000000",
+        ])
         .arg("starts_at")
         .arg(now - 1000)
         .arg("ends_at")

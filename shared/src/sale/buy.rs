@@ -81,7 +81,8 @@ impl BuyService {
                     learn(limits);
                     BuyOutcome::NotOpen { state: SaleState::Ended, at_ms: ends_at_ms }
                 }
-                BuyReply::UserLimited { retry_after_ms, limits } => {
+                BuyReply::UserLimited { retry_after_ms, limits }
+                | BuyReply::ActivityLimited { retry_after_ms, limits } => {
                     learn(limits);
                     BuyOutcome::RateLimited { retry_after: Duration::from_millis(retry_after_ms.max(0) as u64) }
                 }

@@ -1,7 +1,9 @@
-//! The per-instance token bucket (the seed's first layer, in front of Redis). Its rate and
-//! burst come from the activity, carried back by each Lua reply, so an admin's change applies
-//! without a deploy. The edge limit in AWS is the HttpApi stage throttling; this one keeps one
-//! warm instance from hammering Redis for a product that is already sold out or closed.
+//! The per-instance token bucket, a pre-filter in front of Redis. The activity's limit itself
+//! is enforced across all instances inside `buy.lua` (a token bucket in the sale's hash on
+//! Redis' clock), so this one limits nothing globally: with N instances it admits up to N × the
+//! rate. It stays because it costs no round trip and turns away, before Redis, whatever one
+//! instance receives beyond the activity's whole rate — requests the global bucket would refuse
+//! anyway. Its rate and burst come from the activity, carried back by each Lua reply.
 
 use std::{
     collections::HashMap,

@@ -42,6 +42,11 @@ pub enum BuyReply {
         retry_after_ms: i64,
         limits: Limits,
     },
+    /// The activity's rate (across every instance) turned this attempt away.
+    ActivityLimited {
+        retry_after_ms: i64,
+        limits: Limits,
+    },
 }
 
 /// The activity's per-instance token bucket settings, carried back by every reply so an
@@ -78,6 +83,7 @@ impl BuyReply {
             4 => Self::NotStarted { starts_at_ms: detail_int()?, limits },
             5 => Self::Ended { ends_at_ms: detail_int()?, limits },
             6 => Self::UserLimited { retry_after_ms: detail_int()?, limits },
+            8 => Self::ActivityLimited { retry_after_ms: detail_int()?, limits },
             other => return Err(bad(format!("code {other}"))),
         })
     }
