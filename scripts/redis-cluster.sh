@@ -77,6 +77,20 @@ replicas_ok() { # three nodes flagged slave (the flags may read "myself,slave")
   [[ $(cli "${ports[0]}" cluster nodes | awk '$3 ~ /slave/' | wc -l) -ge 3 ]]
 }
 
+# Every replica's link to its primary up and its initial sync done: until then a primary's
+# WAIT counts no replica, and a purchase that waits for one answers 503.
+replication_ok() {
+  local p info
+  for p in "${ports[@]}"; do
+    info=$(cli "$p" info replication) || return 1
+    case $info in
+      *role:slave*) grep -q '^master_link_status:up' <<<"$info" && ! grep -q '^master_sync_in_progress:1' <<<"$info" || return 1 ;;
+      *role:master*) grep -q '^slave0:.*state=online' <<<"$info" || return 1 ;;
+      *) return 1 ;;
+    esac
+  done
+}
+
 start() {
   command -v openssl >/dev/null || { log "openssl is needed"; exit 1; }
   certificates
@@ -92,6 +106,7 @@ start() {
   wait_ok "cluster_state:ok" cluster_ok
   # Every replica attached to its primary (a failover needs one).
   wait_ok "replicas attached" replicas_ok
+  wait_ok "replication links up" replication_ok
   log "up: TLS cluster on 127.0.0.1:${ports[0]}-${ports[-1]}"
   exports
 }
@@ -104,7 +119,9 @@ stop() {
   done
   for p in "${ports[@]}"; do
     for _ in $(seq 1 50); do running "$p" || break; sleep 0.1; done
-    rm -f "$dir/$p/redis.pid" "$dir/$p/nodes.conf"
+    # dump.rdb too: a replica's full sync leaves one, and a node that loads it at the next
+    # start is "not empty" and cannot join a new cluster.
+    rm -f "$dir/$p/redis.pid" "$dir/$p/nodes.conf" "$dir/$p/dump.rdb"
   done
   log "stopped"
 }

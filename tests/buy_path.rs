@@ -222,7 +222,7 @@ async fn stock_query_answers_from_redis_with_the_contract_fields() {
     assert_eq!(r.json["state"], "open");
     let starts = chrono::DateTime::parse_from_rfc3339(r.json["starts_at"].as_str().unwrap()).unwrap();
     assert_eq!(starts.timestamp_millis(), a.starts_at.timestamp_millis());
-    assert_eq!(env.app.stock_query.db.statements_sent(), 0, "the hot path touched MySQL");
+    assert_eq!(env.app.stock_query.sale.db.statements_sent(), 0, "the hot path touched MySQL");
 }
 
 #[tokio::test]
@@ -266,10 +266,10 @@ async fn unknown_products_get_404_without_touching_mysql() {
         env.stock(id).await.assert_error(404, "product_not_found");
     }
     assert_eq!(env.app.buy.sale.db.statements_sent(), 0);
-    assert_eq!(env.app.stock_query.db.statements_sent(), 0);
+    assert_eq!(env.app.stock_query.sale.db.statements_sent(), 0);
     // The lazy pools never even opened a connection.
     assert_eq!(env.app.buy.sale.db.pool().size(), 0);
-    assert_eq!(env.app.stock_query.db.pool().size(), 0);
+    assert_eq!(env.app.stock_query.sale.db.pool().size(), 0);
 }
 
 #[tokio::test]
@@ -294,7 +294,7 @@ async fn a_deleted_sale_key_is_rebuilt_from_mysql_once_under_200_concurrent_requ
     );
     assert!(stocks.iter().all(|r| r.status == StatusCode::OK));
     // One rebuild: two statements (the current activity, its orders), from one of the functions.
-    let sent = env.app.buy.sale.db.statements_sent() + env.app.stock_query.db.statements_sent();
+    let sent = env.app.buy.sale.db.statements_sent() + env.app.stock_query.sale.db.statements_sent();
     assert_eq!(sent, 2, "rebuild statements");
     // The rebuild counted the ten purchases still in the outbox.
     assert_eq!(env.redis_stock(a.product_id).await, Some(1000 - 210));

@@ -5,10 +5,18 @@
 //!   cargo build --release -p runner -p bench
 //!   target/release/bench [--users 100000] [--units 1000] [--connections 256] [--json FILE]
 //!
-//! Ceilings: `redis-benchmark` running `buy.lua` by EVALSHA (the buy path's one Redis call),
-//! LocalStack's raw SendMessageBatch and ReceiveMessage+DeleteMessageBatch rates (the drain),
-//! MariaDB's multi-row insert rate. The end state is checked and the process exits non-zero
-//! if a unit was oversold, an order is missing, or a user got two.
+//! Phases: the sale (every user refreshes the page, then presses buy), after the sell-out
+//! (up to 50,000 users press buy and refresh again), status polling (each winner polls her
+//! order 10 times). Each phase reports its rate and latencies, the Redis commands per request
+//! on the node that serves the sale (`INFO stats`), and the CPU the load generator and the
+//! runner used (from `/proc`), so a figure bounded by the client's own CPU shows as such; the
+//! polling phase also reports MySQL SELECTs per poll (`Com_select`).
+//!
+//! Ceilings: `redis-benchmark` running `buy.lua` by EVALSHA on both branches a buy takes (the
+//! full purchase, and the sold-out answer), LocalStack's raw SendMessageBatch and
+//! ReceiveMessage+DeleteMessageBatch rates (the drain), MariaDB's multi-row insert rate. The
+//! end state is checked and the process exits non-zero if a unit was oversold, an order is
+//! missing, or a user got two.
 
 use std::{
     collections::BTreeMap,
@@ -125,22 +133,28 @@ async fn node_for(cfg: &shared::config::RedisConfig, key: &str) -> Result<(Strin
     Ok((host, port))
 }
 
-/// `redis-benchmark` calling buy.lua by EVALSHA with random users on a sale with stock to
-/// spare: every call takes the full path (limit, window, dedupe, decrement, outbox). In a
-/// cluster it runs on the primary that serves the sale (one sale lives on one primary).
-async fn redis_ceiling(run: &str, cfg: &shared::config::RedisConfig) -> Result<f64, BoxError> {
-    let keys = shared::redis::Keys::new(format!("ceil{run}"));
-    let (host, port) = node_for(cfg, &keys.sale(1)).await?;
-    let tls = cfg.url.starts_with("rediss://");
-    let node_url = format!("{}://{host}:{port}", if tls { "rediss" } else { "redis" });
-    let client = match &cfg.tls_ca {
+/// A client of one node (TLS and the private CA as configured), not of the cluster.
+fn node_client(cfg: &shared::config::RedisConfig, host: &str, port: u16) -> Result<redis::Client, BoxError> {
+    let scheme = if cfg.url.starts_with("rediss://") { "rediss" } else { "redis" };
+    let url = format!("{scheme}://{host}:{port}");
+    Ok(match &cfg.tls_ca {
         Some(ca) => redis::Client::build_with_tls(
-            node_url,
+            url,
             redis::TlsCertificates { client_tls: None, root_cert: Some(ca.pem.clone()) },
         )?,
-        None => redis::Client::open(node_url)?,
-    };
-    let mut c = client.get_multiplexed_async_connection().await?;
+        None => redis::Client::open(url)?,
+    })
+}
+
+/// `redis-benchmark` calling buy.lua by EVALSHA with random users on a sale with `stock`
+/// units: with stock to spare every call takes the full path (limit, window, dedupe,
+/// decrement, outbox); with 0, the sold-out answer. In a
+/// cluster it runs on the primary that serves the sale (one sale lives on one primary).
+async fn redis_ceiling(run: &str, cfg: &shared::config::RedisConfig, stock: &str) -> Result<f64, BoxError> {
+    let keys = shared::redis::Keys::new(format!("ceil{run}s{stock}"));
+    let (host, port) = node_for(cfg, &keys.sale(1)).await?;
+    let tls = cfg.url.starts_with("rediss://");
+    let mut c = node_client(cfg, &host, port)?.get_multiplexed_async_connection().await?;
     let sha: String =
         redis::cmd("SCRIPT").arg("LOAD").arg(include_str!("../../lua/buy.lua")).query_async(&mut c).await?;
     let now = Utc::now().timestamp_millis();
@@ -150,7 +164,7 @@ async fn redis_ceiling(run: &str, cfg: &shared::config::RedisConfig) -> Result<f
             "activity_id",
             "1",
             "stock",
-            "1000000000",
+            stock,
             "per_user_per_min",
             "1000000",
             "rate",
@@ -190,7 +204,7 @@ async fn redis_ceiling(run: &str, cfg: &shared::config::RedisConfig) -> Result<f
         let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(format!("ceil{run}:*"))
+            .arg(format!("ceil{run}s{stock}:*"))
             .arg("COUNT")
             .arg(1000)
             .query_async(&mut c)
@@ -292,6 +306,120 @@ async fn mysql_ceiling(pool: &sqlx::MySqlPool) -> Result<f64, BoxError> {
     Ok(rate)
 }
 
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`
+/// (clock ticks of 1/100 s, Linux's `USER_HZ`). `None` where there is no procfs.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at its closing parenthesis.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// Commands the Redis node that serves the sale has processed so far (`INFO stats`).
+async fn redis_commands(c: &mut redis::aio::MultiplexedConnection) -> Result<u64, BoxError> {
+    let info: String = redis::cmd("INFO").arg("stats").query_async(c).await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| "INFO stats has no total_commands_processed".into())
+}
+
+/// SELECT statements the MySQL server has run so far (every client's).
+async fn mysql_selects(pool: &sqlx::MySqlPool) -> Result<u64, BoxError> {
+    let row = sqlx::query("SHOW GLOBAL STATUS LIKE 'Com_select'").fetch_one(pool).await?;
+    let v: String = row.try_get(1)?;
+    Ok(v.parse()?)
+}
+
+/// What one phase of load measured: latencies and outcome codes of its requests.
+#[derive(Default)]
+struct Phase {
+    latency_us: Vec<u32>,
+    codes: BTreeMap<String, u64>,
+    secs: f64,
+}
+
+impl Phase {
+    fn per_sec(&self) -> f64 {
+        self.latency_us.len() as f64 / self.secs
+    }
+    fn json(&self) -> Value {
+        let v = &self.latency_us;
+        json!({"requests": v.len(), "per_sec": self.per_sec(), "codes": self.codes,
+               "latency": {"p50_ms": percentile(v, 0.50), "p90_ms": percentile(v, 0.90), "p99_ms": percentile(v, 0.99),
+                           "max_ms": v.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0)}})
+    }
+    fn line(&self, name: &str) {
+        let v = &self.latency_us;
+        println!(
+            "{name:<18} {:>9.0} req/s  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2} ms  {}",
+            self.per_sec(),
+            percentile(v, 0.5),
+            percentile(v, 0.9),
+            percentile(v, 0.99),
+            v.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0),
+            serde_json::to_string(&self.codes).unwrap_or_default()
+        );
+    }
+}
+
+/// Sends `n` requests over `connections` workers; `request(i)` makes the i-th and names its
+/// outcome. Latencies are sorted on return.
+async fn drive<F, Fut>(connections: usize, n: usize, request: F) -> Result<Phase, BoxError>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = String> + Send,
+{
+    let request = Arc::new(request);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let (request, next) = (request.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut local = Phase::default();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let t = Instant::now();
+                    let code = request(i).await;
+                    local.latency_us.push(t.elapsed().as_micros() as u32);
+                    *local.codes.entry(code).or_default() += 1;
+                }
+                local
+            })
+        })
+        .collect();
+    let mut all = Phase::default();
+    for w in workers {
+        let local = w.await?;
+        all.latency_us.extend(local.latency_us);
+        for (k, v) in local.codes {
+            *all.codes.entry(k).or_default() += v;
+        }
+    }
+    all.secs = started.elapsed().as_secs_f64();
+    all.latency_us.sort_unstable();
+    Ok(all)
+}
+
+/// A response's outcome: its status and, for an error, its code.
+async fn outcome(sent: reqwest::Result<reqwest::Response>) -> String {
+    match sent {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap_or_default();
+            if status < 300 { status.to_string() } else { format!("{status} {}", error_code(&body)) }
+        }
+        Err(_) => "transport_error".to_owned(),
+    }
+}
+
 // ---------------- the sale ----------------
 
 struct Runner(Child);
@@ -312,6 +440,8 @@ struct Tally {
     codes: BTreeMap<String, u64>,
     first_accept: Option<chrono::DateTime<Utc>>,
     accepted_users: Vec<usize>,
+    /// (user index, receipt) of each 202.
+    receipts: Vec<(usize, String)>,
 }
 
 fn error_code(body: &str) -> String {
@@ -353,8 +483,16 @@ async fn main() -> Result<(), BoxError> {
         if redis_cfg.url.starts_with("rediss://") { ", TLS" } else { "" },
         redis_cfg.wait_replicas
     );
+    let memo = json!({
+        "sale_memo_ms": std::env::var("SALE_MEMO_MS").unwrap_or_else(|_| "1000 (default)".into()),
+        "stock_cache_ms": std::env::var("STOCK_CACHE_MS").unwrap_or_else(|_| "500 (default)".into()),
+    });
+    println!("instance-local answers: {memo}");
     println!("measuring ceilings ...");
-    let evalsha = redis_ceiling(&run, &redis_cfg).await?;
+    // One ceiling per branch the buys take: the full purchase, and the sold-out answer (what
+    // 99% of a sale's buys get from Redis).
+    let evalsha = redis_ceiling(&run, &redis_cfg, "1000000000").await?;
+    let evalsha_sold_out = redis_ceiling(&run, &redis_cfg, "0").await?;
     let (sqs_send, sqs_drain) = sqs_ceiling(&sqs, &run).await?;
     let mysql_rows = mysql_ceiling(&pool).await?;
 
@@ -363,7 +501,7 @@ async fn main() -> Result<(), BoxError> {
     let log_path = a.runner.with_file_name("bench-runner.log");
     let log = std::fs::File::create(&log_path)?;
     let base = format!("http://127.0.0.1:{}", a.port);
-    let _runner = Runner(
+    let runner_proc = Runner(
         Command::new(&a.runner)
             .args(["serve", "--migrate"])
             .env("REDIS_URL", &redis_cfg.url)
@@ -383,6 +521,9 @@ async fn main() -> Result<(), BoxError> {
             .env("LOCAL_JWT_SECRET", SECRET)
             .env("LISTEN_ADDR", format!("127.0.0.1:{}", a.port))
             .env("RUST_LOG", "warn")
+            // The instance-local answers as configured (SALE_MEMO_MS=0 STOCK_CACHE_MS=0 runs
+            // the sale without them, for the before/after figures).
+            .envs(["SALE_MEMO_MS", "STOCK_CACHE_MS"].iter().filter_map(|k| Some((k, std::env::var(k).ok()?))))
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
@@ -424,7 +565,14 @@ async fn main() -> Result<(), BoxError> {
         .map(|i| runner::auth::mint(SECRET.as_bytes(), &format!("u{i}"), None, Duration::from_secs(7200)))
         .collect::<Result<_, _>>()?;
     let tokens = Arc::new(tokens);
+    let sale_key = shared::redis::Keys::new(format!("bench{run}")).sale(product_id);
+    let (sale_host, sale_port) = node_for(&redis_cfg, &sale_key).await?;
+    let mut sale_redis = node_client(&redis_cfg, &sale_host, sale_port)?.get_multiplexed_async_connection().await?;
+    let runner_pid = runner_proc.0.id();
+    let me = std::process::id();
+    let cpu = |pid: u32| cpu_secs(pid).unwrap_or(f64::NAN);
     println!("running the sale ...");
+    let (redis_before, bench_cpu0, runner_cpu0) = (redis_commands(&mut sale_redis).await?, cpu(me), cpu(runner_pid));
 
     let next = Arc::new(AtomicUsize::new(0));
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -456,6 +604,9 @@ async fn main() -> Result<(), BoxError> {
                             let body = r.text().await.unwrap_or_default();
                             if status == 202 {
                                 local.accepted_users.push(i);
+                                if let Some(r) = body.split("\"receipt\":\"").nth(1).and_then(|s| s.split('"').next()) {
+                                    local.receipts.push((i, r.to_owned()));
+                                }
                                 local.first_accept.get_or_insert_with(Utc::now);
                                 "accepted".to_owned()
                             } else {
@@ -476,6 +627,7 @@ async fn main() -> Result<(), BoxError> {
                 all.accepted_latency_us.extend(local.accepted_latency_us);
                 all.stock_latency_us.extend(local.stock_latency_us);
                 all.accepted_users.extend(local.accepted_users);
+                all.receipts.extend(local.receipts);
                 for (k, v) in local.codes {
                     *all.codes.entry(k).or_default() += v;
                 }
@@ -490,7 +642,13 @@ async fn main() -> Result<(), BoxError> {
         w.await?;
     }
     let load_secs = started.elapsed().as_secs_f64();
+    let (redis_after, bench_cpu1, runner_cpu1) = (redis_commands(&mut sale_redis).await?, cpu(me), cpu(runner_pid));
     let mut t = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
+    let sale_requests = (t.buy_latency_us.len() + t.stock_latency_us.len()) as f64;
+    // The INFO call itself counts once.
+    let sale_redis_per_request = redis_after.saturating_sub(redis_before + 1) as f64 / sale_requests;
+    let sale_cpu = json!({"bench_cores": (bench_cpu1 - bench_cpu0) / load_secs,
+                          "runner_cores": (runner_cpu1 - runner_cpu0) / load_secs});
 
     // The drain: wait for every order row.
     let drain_deadline = Instant::now() + Duration::from_secs(600);
@@ -522,6 +680,57 @@ async fn main() -> Result<(), BoxError> {
         .json()
         .await?;
 
+    // ---- after the sell-out: every user presses buy again and refreshes the page ----
+    println!("after the sell-out ...");
+    let again = a.users.min(50_000);
+    let (r0, b0, n0) = (redis_commands(&mut sale_redis).await?, cpu(me), cpu(runner_pid));
+    let after = {
+        let (http, base, tokens) = (http.clone(), base.clone(), tokens.clone());
+        let buy_body = json!({ "product_id": product_id }).to_string();
+        drive(a.connections, 2 * again, move |i| {
+            let (http, base, tokens, buy_body) = (http.clone(), base.clone(), tokens.clone(), buy_body.clone());
+            async move {
+                let user = i / 2;
+                if i % 2 == 0 {
+                    outcome(http.get(format!("{base}/products/{product_id}/stock")).send().await).await
+                } else {
+                    let token = tokens.get(user).cloned().unwrap_or_default();
+                    outcome(http.post(format!("{base}/buy")).bearer_auth(token).body(buy_body).send().await).await
+                }
+            }
+        })
+        .await?
+    };
+    let (r1, b1, n1) = (redis_commands(&mut sale_redis).await?, cpu(me), cpu(runner_pid));
+    let after_redis_per_request = r1.saturating_sub(r0 + 1) as f64 / after.latency_us.len() as f64;
+    let after_cpu = json!({"bench_cores": (b1 - b0) / after.secs, "runner_cores": (n1 - n0) / after.secs});
+
+    // ---- the winners poll their order's status ----
+    println!("status polling ...");
+    let polls_each = 10;
+    let winners = Arc::new(t.receipts.clone());
+    let (q0, r0, b0, n0) =
+        (mysql_selects(&pool).await?, redis_commands(&mut sale_redis).await?, cpu(me), cpu(runner_pid));
+    let polling = {
+        let (http, base, tokens, winners) = (http.clone(), base.clone(), tokens.clone(), winners.clone());
+        drive(a.connections, polls_each * winners.len(), move |i| {
+            let (http, base, tokens, winners) = (http.clone(), base.clone(), tokens.clone(), winners.clone());
+            async move {
+                let Some((user, receipt)) = winners.get(i % winners.len().max(1)) else { return "no_winner".into() };
+                let token = tokens.get(*user).cloned().unwrap_or_default();
+                outcome(http.get(format!("{base}/orders/{receipt}")).bearer_auth(token).send().await).await
+            }
+        })
+        .await?
+    };
+    let (q1, r1, b1, n1) =
+        (mysql_selects(&pool).await?, redis_commands(&mut sale_redis).await?, cpu(me), cpu(runner_pid));
+    let polls = polling.latency_us.len() as f64;
+    // The two SHOW STATUS reads are not SELECTs; the runner's schedules may add a few.
+    let mysql_per_poll = q1.saturating_sub(q0) as f64 / polls;
+    let poll_redis_per_request = r1.saturating_sub(r0 + 1) as f64 / polls;
+    let poll_cpu = json!({"bench_cores": (b1 - b0) / polling.secs, "runner_cores": (n1 - n0) / polling.secs});
+
     t.buy_latency_us.sort_unstable();
     t.accepted_latency_us.sort_unstable();
     t.stock_latency_us.sort_unstable();
@@ -545,14 +754,20 @@ async fn main() -> Result<(), BoxError> {
         "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
         "params": {"users": a.users, "units": a.units, "connections": a.connections},
         "redis": redis_mode,
+        "memo": memo,
         "buy": {"requests": buys, "per_sec": buy_rps, "latency": lat(&t.buy_latency_us),
                 "accepted_latency": lat(&t.accepted_latency_us)},
         "stock": {"requests": t.stock_latency_us.len(), "per_sec": stock_rps, "latency": lat(&t.stock_latency_us)},
         "codes": t.codes,
         "drain": {"orders": orders, "seconds_first_202_to_last_row": drain_secs, "orders_per_sec": orders_per_sec},
-        "ceilings": {"redis_evalsha_buy_lua_per_sec": evalsha, "localstack_send_batch_msgs_per_sec": sqs_send,
+        "sale_redis_commands_per_request": sale_redis_per_request,
+        "sale_cpu": sale_cpu,
+        "after_sell_out": {"phase": after.json(), "redis_commands_per_request": after_redis_per_request, "cpu": after_cpu},
+        "status_polling": {"phase": polling.json(), "mysql_selects_per_poll": mysql_per_poll,
+                           "redis_commands_per_poll": poll_redis_per_request, "cpu": poll_cpu},
+        "ceilings": {"redis_evalsha_buy_lua_per_sec": evalsha, "redis_evalsha_sold_out_branch_per_sec": evalsha_sold_out, "localstack_send_batch_msgs_per_sec": sqs_send,
                      "localstack_receive_delete_msgs_per_sec": sqs_drain, "mariadb_multirow_insert_rows_per_sec": mysql_rows},
-        "ratios": {"buy_vs_evalsha": buy_rps / evalsha, "drain_vs_localstack_receive_delete": orders_per_sec / sqs_drain,
+        "ratios": {"buy_vs_evalsha": buy_rps / evalsha, "buy_vs_evalsha_sold_out_branch": buy_rps / evalsha_sold_out, "drain_vs_localstack_receive_delete": orders_per_sec / sqs_drain,
                    "drain_vs_mariadb_insert": orders_per_sec / mysql_rows},
         "reconcile": reconcile,
         "checks": checks,
@@ -566,6 +781,13 @@ async fn main() -> Result<(), BoxError> {
         buy_rps,
         evalsha,
         buy_rps / evalsha
+    );
+    println!(
+        "{:<44} {:>12.0} {:>12.0} {:>8.3}",
+        "buy requests/s (vs the sold-out branch/s)",
+        buy_rps,
+        evalsha_sold_out,
+        buy_rps / evalsha_sold_out
     );
     println!("{:<44} {:>12.0}", "stock queries/s", stock_rps);
     println!(
@@ -597,6 +819,13 @@ async fn main() -> Result<(), BoxError> {
         );
     }
     println!("outcomes: {}", serde_json::to_string(&t.codes)?);
+    println!("sale: Redis commands per request {sale_redis_per_request:.3}; CPU cores used: {sale_cpu}");
+    after.line("after sell-out:");
+    println!("  Redis commands per request {after_redis_per_request:.4} (target <= 0.05); CPU cores used: {after_cpu}");
+    polling.line("status polls:");
+    println!(
+        "  MySQL SELECTs per poll {mysql_per_poll:.4} (target <= 0.05); Redis commands per poll {poll_redis_per_request:.2}; CPU cores used: {poll_cpu}"
+    );
     println!("drain: {orders} orders, first 202 -> last row {drain_secs:.2} s");
     println!("end state: {checks}");
     if let Some(dir) = a.json.parent() {

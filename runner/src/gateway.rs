@@ -28,7 +28,7 @@ use serde_json::json;
 use shared::{
     http::{self as api, ApiError},
     orders::{OrderConsumer, Orders, OutboxRetry, PaymentTimeouts},
-    sale::{BuyService, Sale},
+    sale::{BuyService, StockQuery},
 };
 use tokio::net::TcpListener;
 
@@ -42,7 +42,7 @@ const GATEWAY_BODY_LIMIT: usize = 10 * 1024 * 1024;
 
 /// Every function's state, built once, as each Lambda function builds its own.
 pub struct Functions {
-    pub stock_query: Sale,
+    pub stock_query: StockQuery,
     pub buy: BuyService,
     pub orders: Orders,
     pub order_consumer: OrderConsumer,

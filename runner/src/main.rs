@@ -71,7 +71,7 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
     }
     let app = Arc::new(App::new(settings.build().await?, jwt, settings.local.web_dir.clone()));
     if args.iter().any(|a| a == "--demo") {
-        let (product_id, activity_id) = runner::demo::ensure(&app.stock_query).await?;
+        let (product_id, activity_id) = runner::demo::ensure(&app.stock_query.sale).await?;
         tracing::info!(product_id, activity_id, "demo sale warmed");
     }
     let sqs = settings.poller_client().await;

@@ -105,6 +105,8 @@ pub const COMMON_ENV: &[&str] = &[
     "OUTBOX_RETRY_AFTER_SECS",
     "OUTBOX_BACKOFF_SECS",
     "OUTBOX_MAX_ATTEMPTS",
+    "SALE_MEMO_MS",
+    "STOCK_CACHE_MS",
     "RUST_LOG",
 ];
 

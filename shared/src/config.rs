@@ -337,6 +337,14 @@ pub struct SaleConfig {
     pub outbox_max_age: Duration,
     /// How long one `outbox-retry` run may keep draining (below the function's timeout).
     pub outbox_run_budget: Duration,
+    /// `SALE_MEMO_MS`: how long an instance answers "sold out" or "ended" from memory once
+    /// Redis said so (see `sale::memo`); 0 turns the memo off.
+    pub memo_ttl: Duration,
+    /// `SALE_MEMO_UPCOMING_MAX_MS`: the longest an instance answers "not open yet" from memory
+    /// (it never does past the start time Redis gave).
+    pub memo_upcoming_max: Duration,
+    /// `STOCK_CACHE_MS`: how old the stock view an instance serves from memory may be.
+    pub stock_cache_ttl: Duration,
 }
 
 impl SaleConfig {
@@ -363,6 +371,9 @@ impl SaleConfig {
             sweep_grace: Duration::from_secs(parsed_or("SWEEP_GRACE_SECS", 60)?),
             outbox_max_age: Duration::from_secs(3600 * parsed_or::<u64>("OUTBOX_MAX_AGE_HOURS", 24)?),
             outbox_run_budget: Duration::from_secs(parsed_or("OUTBOX_RUN_BUDGET_SECS", 40)?),
+            memo_ttl: Duration::from_millis(parsed_or("SALE_MEMO_MS", 1000)?),
+            memo_upcoming_max: Duration::from_millis(parsed_or("SALE_MEMO_UPCOMING_MAX_MS", 30_000)?),
+            stock_cache_ttl: Duration::from_millis(parsed_or("STOCK_CACHE_MS", 500)?),
         })
     }
 }
@@ -382,6 +393,9 @@ impl Default for SaleConfig {
             sweep_grace: Duration::from_secs(60),
             outbox_max_age: Duration::from_secs(24 * 3600),
             outbox_run_budget: Duration::from_secs(40),
+            memo_ttl: Duration::from_millis(1000),
+            memo_upcoming_max: Duration::from_secs(30),
+            stock_cache_ttl: Duration::from_millis(500),
         }
     }
 }

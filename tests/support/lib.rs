@@ -84,7 +84,14 @@ impl Default for Options {
         Self {
             redis_url: redis_url(),
             sqs_endpoint: sqs_endpoint(),
-            sale: SaleConfig::default(),
+            // No instance-local answers unless a test asks for them: most tests read what a
+            // purchase just changed (tests/memo.rs covers the memo itself).
+            sale: SaleConfig {
+                memo_ttl: Duration::ZERO,
+                memo_upcoming_max: Duration::ZERO,
+                stock_cache_ttl: Duration::ZERO,
+                ..SaleConfig::default()
+            },
             visibility_timeout: Duration::from_secs(2),
             mysql_statement_timeout: Duration::from_secs(5),
             redis_wait_replicas: None,

@@ -5,7 +5,8 @@
 
 (() => {
   const STOCK_EVERY_MS = 2000;
-  const ORDER_EVERY_MS = 1000;
+  const ORDER_EVERY_MS = 1000; // the first order poll; each next one waits 1.5 x longer
+  const ORDER_MAX_EVERY_MS = 10000;
   // The server rate-limits too; this only spares it the clicks of an impatient thumb.
   const BUY_COOLDOWN_MS = 2000;
   const TOKEN_KEY = 'flash.token';
@@ -35,6 +36,8 @@
     buying: false, // a POST /buy is in flight
     coolUntil: 0, // no new buy before this time (ms since the epoch)
     receipt: null,
+    orderWait: 1000, // the next order poll's wait (backoff)
+    orderTimer: 0,
   };
 
   // ---- formatting ----
@@ -115,6 +118,7 @@
     keepReceipt(receipt);
     say(text);
     showOrder('processing');
+    sale.orderWait = ORDER_EVERY_MS;
     pollOrder();
   }
 
@@ -229,9 +233,12 @@
     say(attempt === 0 ? 'Sending your order…' : 'Checking your order…');
     render();
     try {
+      // A resend (the first answer never came) asks past the server's short-lived answers
+      // (`no-cache`): only Redis knows whether the first one bought, and then its receipt.
+      const fresh = attempt > 0 ? { 'cache-control': 'no-cache' } : {};
       const res = await fetch('/buy', {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...auth() },
+        headers: { 'content-type': 'application/json', ...fresh, ...auth() },
         body: JSON.stringify({ product_id: productId }),
       });
       const body = await readJson(res);
@@ -302,15 +309,20 @@
     $('pay').hidden = status !== 'pending_payment';
   }
 
-  // Polls until the order leaves `processing`. A 404 or a failed request is retried: the order
-  // may not be readable yet, and the network may come back.
+  // Polls while the order is `processing`, with backoff (1 s, 1.5 s, ... at most 10 s). Once it
+  // awaits payment nothing changes until the buyer pays (this page hears that answer itself)
+  // or `pay_by` passes: one more look just after `pay_by`, then none. Paid, cancelled and failed
+  // are final. A failed request is retried with the same backoff.
   async function pollOrder() {
+    clearTimeout(sale.orderTimer);
     let status = null;
+    let payBy = NaN;
     try {
       const res = await fetch(`/orders/${encodeURIComponent(sale.receipt)}`, { cache: 'no-store', headers: auth() });
       const body = await readJson(res);
       if (res.ok && body && body.status) {
         status = body.status;
+        payBy = Date.parse(body.pay_by);
         showOrder(status, body.pay_by);
         if (status !== 'processing') say(`You're in! Receipt ${sale.receipt}.`);
       } else if (res.status === 401 || res.status === 403) {
@@ -327,7 +339,13 @@
     } catch {
       /* retried below */
     }
-    if (status === null || status === 'processing') setTimeout(pollOrder, ORDER_EVERY_MS);
+    if (status === null || status === 'processing') {
+      const wait = sale.orderWait || ORDER_EVERY_MS;
+      sale.orderWait = Math.min(ORDER_MAX_EVERY_MS, wait * 1.5);
+      sale.orderTimer = setTimeout(pollOrder, wait);
+    } else if (status === 'pending_payment' && Number.isFinite(payBy)) {
+      sale.orderTimer = setTimeout(pollOrder, Math.max(0, payBy - Date.now()) + 5000);
+    }
   }
 
   async function pay() {
@@ -338,6 +356,7 @@
       const res = await fetch(`/orders/${encodeURIComponent(sale.receipt)}/pay`, { method: 'POST', headers: auth() });
       const body = await readJson(res);
       if (res.ok) {
+        clearTimeout(sale.orderTimer); // paid is final: nothing more to look at
         showOrder('paid');
         return;
       }

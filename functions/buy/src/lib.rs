@@ -9,7 +9,7 @@ use shared::{
     config::{self, ConfigError, CoreConfig, SqsConfig},
     domain::SaleState,
     http::{self, ApiError},
-    sale::{self, BuyOutcome, BuyService, limits::Limiter},
+    sale::{self, BuyOutcome, BuyService, Freshness},
     sqs::{self, Queue},
 };
 
@@ -34,7 +34,7 @@ impl Config {
 pub async fn build(cfg: &Config) -> Result<BuyService, Error> {
     let sale = sale::connect(&cfg.core).await?;
     let queue = Queue::new(sqs::client(&cfg.sqs).await, cfg.orders_queue_url.clone()).grouped();
-    Ok(BuyService { sale, queue, limiter: Limiter::default() })
+    Ok(BuyService::new(sale, queue))
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,7 +55,18 @@ async fn buy(svc: &BuyService, req: &Request) -> Result<Response<Body>, ApiError
     let span = tracing::Span::current();
     span.record("user", user.as_str());
     span.record("product_id", body.product_id);
-    match svc.buy(&user, body.product_id).await? {
+    // `Cache-Control: no-cache` (the sale page's resend of a buy whose answer never came): no
+    // answer from the instance's memo, which cannot know whether this user bought.
+    let freshness = match req
+        .headers()
+        .get_all(lambda_http::http::header::CACHE_CONTROL)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-cache"))))
+    {
+        true => Freshness::Fresh,
+        false => Freshness::MayUseMemo,
+    };
+    match svc.buy(&user, body.product_id, freshness).await? {
         BuyOutcome::Queued { receipt, activity_id } => Ok(http::json(
             StatusCode::ACCEPTED,
             &serde_json::json!({

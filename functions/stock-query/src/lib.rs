@@ -9,17 +9,17 @@ use shared::{
     config::CoreConfig,
     domain::from_ms,
     http::{self, ApiError},
-    sale::{self, Sale},
+    sale::{self, StockQuery},
 };
 
 /// Redis, MySQL and the sale's knobs; nothing else.
 pub type Config = CoreConfig;
 
-pub async fn build(cfg: &Config) -> Result<Sale, Error> {
-    Ok(sale::connect(cfg).await?)
+pub async fn build(cfg: &Config) -> Result<StockQuery, Error> {
+    Ok(StockQuery::new(sale::connect(cfg).await?))
 }
 
-pub async fn handler(sale: &Sale, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handler(sale: &StockQuery, req: Request) -> Result<Response<Body>, Error> {
     Ok(http::respond(stock(sale, &req).await))
 }
 
@@ -28,10 +28,10 @@ fn rfc3339(ms: i64) -> Option<String> {
 }
 
 #[tracing::instrument(skip_all, fields(product_id))]
-async fn stock(sale: &Sale, req: &Request) -> Result<Response<Body>, ApiError> {
+async fn stock(sale: &StockQuery, req: &Request) -> Result<Response<Body>, ApiError> {
     let product_id = http::path_id(req, "product_id")?;
     tracing::Span::current().record("product_id", product_id);
-    let view = sale.stock(product_id).await?;
+    let view = sale.view(product_id).await?;
     Ok(http::json(
         StatusCode::OK,
         &serde_json::json!({

@@ -14,7 +14,7 @@ pub mod orders;
 pub use catalog::{Activity, NewActivity, NewProduct, Product, UNLIMITED};
 pub use ids::{MAX_ID, UserId, from_ms, to_ms, valid_id};
 pub use messages::{OrderMessage, Record, TimeoutMessage};
-pub use orders::{DeadLetter, NewOrder, OrderKey, OrderRow, OrderStatus, Page, Returned, StatusCounts};
+pub use orders::{DeadLetter, KnownOrder, NewOrder, OrderKey, OrderRow, OrderStatus, Page, Returned, StatusCounts};
 
 use serde::Serialize;
 

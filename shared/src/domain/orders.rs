@@ -40,7 +40,7 @@ impl std::str::FromStr for OrderStatus {
 }
 
 /// An order row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRow {
     pub id: u64,
     pub receipt: String,
@@ -67,13 +67,37 @@ pub struct NewOrder {
 
 /// A purchase that failed without an order row of its own (its buyer already had an order for
 /// the activity), as `dead_letters` keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
     pub receipt: String,
     pub activity_id: u64,
     pub product_id: u64,
     pub user_id: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// An order's status as Redis keeps it for the buyer's polls (`GET /orders/{receipt}`): the
+/// row, or the dead letter of a purchase that failed without one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KnownOrder {
+    Stored(OrderRow),
+    Failed(DeadLetter),
+}
+
+impl KnownOrder {
+    pub fn user_id(&self) -> &str {
+        match self {
+            Self::Stored(o) => &o.user_id,
+            Self::Failed(d) => &d.user_id,
+        }
+    }
+
+    /// Nothing can change it any more (paid, cancelled, failed). A pending order is not final:
+    /// it may still be paid or cancelled.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::Stored(o) if o.status == OrderStatus::PendingPayment)
+    }
 }
 
 /// A cancelled or failed purchase whose unit is not yet recorded as back in stock.

@@ -93,6 +93,24 @@ impl Db {
         row.as_ref().map(order_from_row).transpose()
     }
 
+    /// The order rows of these receipts (those that have one), as the consumer keeps their
+    /// status in Redis after its insert.
+    #[tracing::instrument(skip(self, receipts), fields(n = receipts.len()), err)]
+    pub async fn orders_by_receipt(&self, receipts: &[String]) -> Result<Vec<OrderRow>, sqlx::Error> {
+        if receipts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.count();
+        let mut q = sqlx::QueryBuilder::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE receipt IN ("));
+        let mut list = q.separated(", ");
+        for r in receipts {
+            list.push_bind(r);
+        }
+        q.push(")");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(order_from_row).collect()
+    }
+
     /// The payment timeout's conditional update: true if this call cancelled the order. Only
     /// past `pay_by` by MySQL's clock, the one `pay` is judged by.
     #[tracing::instrument(skip(self), err)]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::{
-    domain::{NewOrder, OrderMessage, Record, TimeoutMessage},
+    domain::{KnownOrder, NewOrder, OrderMessage, OrderRow, Record, TimeoutMessage},
     sale::{Sale, SaleError},
     sqs::Queue,
     telemetry::error_chain,
@@ -98,8 +98,8 @@ impl OrderConsumer {
         // A receipt the idempotent insert did not store lost to the one-per-user key: its buyer
         // already has another order for the activity (possible only after Redis lost data).
         let receipts: Vec<String> = stored.iter().map(|(_, o)| o.message.receipt.clone()).collect();
-        let present: std::collections::HashSet<String> = match self.sale.db.existing_receipts(&receipts).await {
-            Ok(p) => p.into_iter().collect(),
+        let rows: HashMap<String, OrderRow> = match self.sale.db.orders_by_receipt(&receipts).await {
+            Ok(rows) => rows.into_iter().map(|o| (o.receipt.clone(), o)).collect(),
             Err(e) => {
                 tracing::error!(error = %error_chain(&e), "MySQL unavailable after the insert; the batch will be redelivered");
                 failed.extend(stored.iter().map(|(id, _)| (*id).to_owned()));
@@ -107,7 +107,7 @@ impl OrderConsumer {
             }
         };
         let (stored, second_orders): (Vec<_>, Vec<_>) =
-            stored.into_iter().partition(|(_, o)| present.contains(&o.message.receipt));
+            stored.into_iter().partition(|(_, o)| rows.contains_key(&o.message.receipt));
         for (id, o) in second_orders {
             if let Err(e) = reject_second_order(&self.sale, &o.message).await {
                 tracing::error!(error = %error_chain(&e), receipt = %o.message.receipt, "could not fail a second order; redelivered");
@@ -140,6 +140,13 @@ impl OrderConsumer {
             }
         }
         for (product_id, orders) in by_product {
+            // The status the buyer polls, from the rows just read (a pending one never replaces
+            // a final one: see redis::order_status).
+            let known: Vec<KnownOrder> =
+                orders.iter().filter_map(|m| rows.get(&m.receipt)).cloned().map(KnownOrder::Stored).collect();
+            if let Err(e) = self.sale.redis.keep_order_status(product_id, &known, self.sale.cfg.retention).await {
+                tracing::warn!(error = %error_chain(&e), product_id, "order statuses not kept in Redis; polls read MySQL");
+            }
             match self.sale.redis.ack_outbox(product_id, &orders).await {
                 Ok(r) if r.adopted == 0 && r.oversold == 0 => {}
                 Ok(crate::redis::scripts::ack::AckReply { adopted, oversold }) => {

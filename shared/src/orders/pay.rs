@@ -3,8 +3,9 @@
 
 use super::receipts::receipt_product;
 use crate::{
-    domain::{DeadLetter, OrderRow, OrderStatus},
+    domain::{DeadLetter, KnownOrder, OrderRow, OrderStatus},
     sale::{Sale, SaleError},
+    telemetry::error_chain,
 };
 
 /// Order status as the API shows it.
@@ -30,6 +31,13 @@ pub enum PayOutcome {
     Cancelled,
 }
 
+fn view_of(known: KnownOrder) -> OrderView {
+    match known {
+        KnownOrder::Stored(o) => OrderView::Stored(o),
+        KnownOrder::Failed(d) => OrderView::Failed(d),
+    }
+}
+
 /// `GET /orders/{receipt}` and `POST /orders/{receipt}/pay`.
 pub struct Orders {
     pub sale: Sale,
@@ -44,20 +52,46 @@ impl Orders {
     }
 
     /// The caller's order. Another user's receipt reads as not found.
+    ///
+    /// From Redis, where the pipeline keeps each order's status as it changes
+    /// ([`crate::redis::order_status`]); MySQL only when Redis has no final answer: no entry
+    /// (Redis lost it, or the sale's keys expired), or a pending entry whose `pay_by` has passed
+    /// (by this instance's clock: the cancellation itself is MySQL's decision, and this only
+    /// decides where to read it). What MySQL says is then kept for the next poll.
     #[tracing::instrument(skip(self), err)]
     pub async fn lookup(&self, user: &str, receipt: &str) -> Result<Option<OrderView>, SaleError> {
         let Some(product_id) = self.listed_product(receipt).await? else { return Ok(None) };
-        // The outbox is read before MySQL: the consumer writes the row before it removes the
-        // entry, so a purchase missing from the first read is in the second.
-        let pending = self.sale.redis.outbox_entry(product_id, receipt).await?;
-        if let Some(o) = self.sale.db.order(receipt).await? {
-            return Ok((o.user_id == user).then_some(OrderView::Stored(o)));
+        // The status and the outbox entry are read in one step: the consumer writes the row,
+        // keeps its status, then removes the entry, so a written purchase is in one of the two
+        // (or, if keeping the status failed, in MySQL).
+        let (kept, pending) = self.sale.redis.order_status(product_id, receipt).await?;
+        if let Some(known) = kept
+            && (known.is_final() || matches!(&known, KnownOrder::Stored(o) if o.pay_by > chrono::Utc::now()))
+        {
+            return Ok((known.user_id() == user).then(|| view_of(known)));
         }
+        // Still in the outbox: bought, not yet acknowledged as a row (at most a moment stale
+        // if the row is in and the consumer's acknowledgement is under way).
         if let Some(m) = pending {
             return Ok((m.user_id == user)
                 .then_some(OrderView::Processing { receipt: m.receipt, created_at_ms: m.created_at_ms }));
         }
-        Ok(self.sale.db.dead_letter(receipt).await?.filter(|d| d.user_id == user).map(OrderView::Failed))
+        let known = match self.sale.db.order(receipt).await? {
+            Some(o) => KnownOrder::Stored(o),
+            None => match self.sale.db.dead_letter(receipt).await? {
+                Some(d) => KnownOrder::Failed(d),
+                None => return Ok(None),
+            },
+        };
+        self.keep(product_id, known.clone()).await;
+        Ok((known.user_id() == user).then(|| view_of(known)))
+    }
+
+    /// Keeps an order's status for the next poll; a failure costs only a later MySQL read.
+    async fn keep(&self, product_id: u64, known: KnownOrder) {
+        if let Err(e) = self.sale.redis.keep_order_status(product_id, &[known], self.sale.cfg.retention).await {
+            tracing::warn!(error = %error_chain(&e), product_id, "order status not kept in Redis; the next poll reads MySQL");
+        }
     }
 
     /// Pays the caller's order. The payment and the answer come from one MySQL transaction;
@@ -73,6 +107,10 @@ impl Orders {
             Some((o, paid_now)) if o.status == OrderStatus::Paid => {
                 if paid_now {
                     tracing::info!(receipt, user, "order paid");
+                }
+                // After the commit, and never a reason to answer otherwise than paid.
+                if let Some(product_id) = receipt_product(receipt) {
+                    self.keep(product_id, KnownOrder::Stored(o.clone())).await;
                 }
                 Ok(PayOutcome::Paid(o))
             }

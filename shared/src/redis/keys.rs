@@ -37,6 +37,11 @@ impl Keys {
     pub fn outbox_attempts(&self, product_id: u64) -> String {
         self.product(product_id, "outbox:attempts")
     }
+    /// receipt -> the order's status as the buyer polls it (hash of `KnownOrder` JSON),
+    /// written by the pipeline as the order changes (see `redis::order_status`).
+    pub fn order_status(&self, product_id: u64) -> String {
+        self.product(product_id, "status")
+    }
     /// Receipts whose unit has been given back (set): makes a restore happen once.
     pub fn restored(&self, product_id: u64) -> String {
         self.product(product_id, "restored")

@@ -7,6 +7,7 @@
 pub mod bloom;
 pub mod connection;
 pub mod keys;
+pub mod order_status;
 pub mod scripts;
 
 use std::time::Duration;

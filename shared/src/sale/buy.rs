@@ -1,9 +1,10 @@
-//! One press of "buy": the instance's token bucket, then one atomic Lua call decides; on
-//! success the order message goes to SQS.
+//! One press of "buy": an answer this instance already knows (sold out, not open, ended:
+//! [`super::memo`]), the instance's token bucket, then one atomic Lua call decides; on success
+//! the order message goes to SQS.
 
 use std::time::{Duration, Instant};
 
-use super::{Sale, SaleError, limits::Limiter};
+use super::{Sale, SaleError, limits::Limiter, memo::Memo};
 use crate::{
     domain::{OrderMessage, SaleState, UserId},
     redis::scripts::buy::BuyReply,
@@ -20,11 +21,50 @@ pub enum BuyOutcome {
     RateLimited { retry_after: Duration },
 }
 
-/// The buy function's state: the sale, the `orders` queue and this instance's token buckets.
+/// The buy function's state: the sale, the `orders` queue, this instance's token buckets and
+/// the answers it keeps for a while.
 pub struct BuyService {
     pub sale: Sale,
     pub queue: Queue,
     pub limiter: Limiter,
+    pub memo: Memo<BuyOutcome>,
+}
+
+/// Whether a press of "buy" may be answered from what this instance already knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Sold out, not open or ended may come from the instance's memo.
+    MayUseMemo,
+    /// Ask Redis (`Cache-Control: no-cache`): a resend whose first answer never came must
+    /// learn whether it bought, which no memo knows.
+    Fresh,
+}
+
+impl BuyService {
+    pub fn new(sale: Sale, queue: Queue) -> Self {
+        Self { sale, queue, limiter: Limiter::default(), memo: Memo::default() }
+    }
+
+    /// Keeps an answer Redis gave that holds for every user of the sale for a while.
+    fn remember(&self, product_id: u64, outcome: &BuyOutcome, now: Instant) {
+        let cfg = &self.sale.cfg;
+        let ttl = match outcome {
+            BuyOutcome::SoldOut | BuyOutcome::NotOpen { state: SaleState::Ended, .. } => cfg.memo_ttl,
+            BuyOutcome::NotOpen { state: SaleState::Upcoming, at_ms } => {
+                // Until the start Redis gave (measured on this instance's clock, which only
+                // shortens or lengthens the wait by the skew), at most the configured bound.
+                let until_start = at_ms.saturating_sub(crate::domain::to_ms(chrono::Utc::now()));
+                Duration::from_millis(u64::try_from(until_start).unwrap_or(0)).min(cfg.memo_upcoming_max)
+            }
+            // A unit was there after all (units came back): what this instance kept is stale.
+            BuyOutcome::Queued { .. } => return self.memo.forget(product_id),
+            // Says nothing about the sale as a whole.
+            BuyOutcome::AlreadyBought { .. }
+            | BuyOutcome::RateLimited { .. }
+            | BuyOutcome::NotOpen { state: SaleState::Open, .. } => return,
+        };
+        self.memo.put(product_id, outcome.clone(), now, ttl);
+    }
 }
 
 impl BuyService {
@@ -35,10 +75,22 @@ impl BuyService {
     /// record (nothing was promised); if not, `outbox-retry` sends it and a retry of the buy
     /// answers `already_bought` with its receipt.
     #[tracing::instrument(skip(self, user), fields(user = user.as_str()), err)]
-    pub async fn buy(&self, user: &UserId, product_id: u64) -> Result<BuyOutcome, SaleError> {
-        if let Err(retry_after) = self.limiter.try_acquire(product_id, Instant::now()) {
+    pub async fn buy(&self, user: &UserId, product_id: u64, freshness: Freshness) -> Result<BuyOutcome, SaleError> {
+        let now = Instant::now();
+        if freshness == Freshness::MayUseMemo
+            && let Some(known) = self.memo.get(product_id, now)
+        {
+            return Ok(known);
+        }
+        if let Err(retry_after) = self.limiter.try_acquire(product_id, now) {
             return Ok(BuyOutcome::RateLimited { retry_after });
         }
+        let outcome = self.ask_redis(user, product_id).await?;
+        self.remember(product_id, &outcome, Instant::now());
+        Ok(outcome)
+    }
+
+    async fn ask_redis(&self, user: &UserId, product_id: u64) -> Result<BuyOutcome, SaleError> {
         let mut rebuilt = false;
         loop {
             let reply = self.sale.redis.buy(product_id, user.as_str(), self.sale.cfg.outbox_retry_after).await?;

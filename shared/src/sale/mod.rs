@@ -8,17 +8,19 @@
 //! - [`restore`]: a returned purchase's unit back in stock, once.
 //! - [`bloom`]: listing a product (its row, then its bloom bits) and refilling a lost filter.
 //! - [`limits`]: the per-instance token bucket.
+//! - [`memo`]: answers an instance keeps for a short while (sold out, not open, the stock view).
 
 pub mod bloom;
 pub mod buy;
 pub mod limits;
+pub mod memo;
 pub mod rebuild;
 pub mod restore;
 pub mod stock;
 pub mod warm;
 
-pub use buy::{BuyOutcome, BuyService};
-pub use stock::StockView;
+pub use buy::{BuyOutcome, BuyService, Freshness};
+pub use stock::{StockQuery, StockView};
 pub use warm::WarmReport;
 
 use crate::{

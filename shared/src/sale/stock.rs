@@ -1,8 +1,37 @@
 //! The stock a page shows: Redis only, unless the sale must be rebuilt. Its `state` is decided
-//! by Redis' clock, read with the sale, as `buy.lua` decides the window.
+//! by Redis' clock, read with the sale, as `buy.lua` decides the window. The stock-query
+//! function serves a view from its instance's memory for `STOCK_CACHE_MS` ([`StockQuery`]):
+//! a page's figure and state are at most that old.
 
-use super::{Sale, SaleError};
+use std::time::Instant;
+
+use super::{Sale, SaleError, memo::Memo};
 use crate::domain::{SaleState, UNLIMITED};
+
+/// The stock-query function's state: the sale and the views this instance keeps for a while.
+#[derive(Clone)]
+pub struct StockQuery {
+    pub sale: Sale,
+    pub cache: Memo<StockView>,
+}
+
+impl StockQuery {
+    pub fn new(sale: Sale) -> Self {
+        Self { sale, cache: Memo::default() }
+    }
+
+    /// The product's stock view, from this instance's memory if it is younger than
+    /// `STOCK_CACHE_MS`, else from Redis.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn view(&self, product_id: u64) -> Result<StockView, SaleError> {
+        if let Some(v) = self.cache.get(product_id, Instant::now()) {
+            return Ok(v);
+        }
+        let v = self.sale.stock(product_id).await?;
+        self.cache.put(product_id, v.clone(), Instant::now(), self.sale.cfg.stock_cache_ttl);
+        Ok(v)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StockView {

@@ -1,0 +1,76 @@
+//! The order status a buyer polls, kept in Redis so that the polls of thousands of winners
+//! never reach MySQL (`keys.order_status(product)`: receipt -> `KnownOrder` JSON, in the
+//! product's slot, expiring with its sale).
+//!
+//! Who writes what, and why no update can go backwards:
+//! - a pending order (the consumer after its insert, a poll that had to read MySQL) is written
+//!   only if the receipt has no entry yet (`HSETNX`), so it never overwrites a final status;
+//! - a final status (the payment, a poll that read one from MySQL) overwrites (`HSET`): paid,
+//!   cancelled and failed exclude each other in MySQL, so two final writers never disagree.
+//!
+//! A cancellation (the payment timeout, the sweep) is not written here: it only happens once
+//! `pay_by` has passed, and a reader never trusts a pending entry past its `pay_by` (it asks
+//! MySQL, then keeps the final row it finds). A write that fails costs a MySQL read later,
+//! never a wrong answer.
+
+use std::time::Duration;
+
+use super::{RedisStore, StoreError, parse_entry};
+use crate::domain::{KnownOrder, OrderMessage};
+
+impl RedisStore {
+    /// The receipt's kept status and its outbox entry, in one round trip (one slot).
+    #[tracing::instrument(skip(self), err)]
+    pub async fn order_status(
+        &self,
+        product_id: u64,
+        receipt: &str,
+    ) -> Result<(Option<KnownOrder>, Option<OrderMessage>), StoreError> {
+        let (status, entry): (Option<String>, Option<String>) = redis::pipe()
+            .hget(self.keys.order_status(product_id), receipt)
+            .hget(self.keys.outbox(product_id), receipt)
+            .query_async(&mut self.conn())
+            .await?;
+        let status = status.and_then(|raw| match serde_json::from_str(&raw) {
+            Ok(known) => Some(known),
+            Err(e) => {
+                // Read past, not trusted: MySQL answers and the entry is written anew.
+                tracing::error!(error = %e, receipt, entry = %raw, "kept order status does not parse; ignored");
+                None
+            }
+        });
+        Ok((status, entry.and_then(|m| parse_entry(&m))))
+    }
+
+    /// Keeps these orders' statuses (all of one product): pending ones only where the receipt
+    /// has none yet, final ones over whatever is there. The key lives `ttl` after its first
+    /// write (a sale's retention; later writes do not extend it).
+    #[tracing::instrument(skip(self, orders), fields(n = orders.len()), err)]
+    pub async fn keep_order_status(
+        &self,
+        product_id: u64,
+        orders: &[KnownOrder],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        let key = self.keys.order_status(product_id);
+        let mut pipe = redis::pipe();
+        for o in orders {
+            let receipt = match o {
+                KnownOrder::Stored(row) => &row.receipt,
+                KnownOrder::Failed(d) => &d.receipt,
+            };
+            let json = serde_json::to_string(o).map_err(|e| super::ReplyError::new("order status", e.to_string()))?;
+            if o.is_final() {
+                pipe.hset(&key, receipt, json).ignore();
+            } else {
+                pipe.hset_nx(&key, receipt, json).ignore();
+            }
+        }
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl.as_millis() as u64).arg("NX").ignore();
+        let () = pipe.query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+}
