@@ -8,9 +8,11 @@
 //! - a final status (the payment, a poll that read one from MySQL) overwrites (`HSET`): paid,
 //!   cancelled and failed exclude each other in MySQL, so two final writers never disagree.
 //!
-//! A cancellation (the payment timeout, the sweep) is not written here: it only happens once
-//! `pay_by` has passed, and a reader never trusts a pending entry past its `pay_by` (it asks
-//! MySQL, then keeps the final row it finds). A write that fails costs a MySQL read later,
+//! A cancellation or a dead letter (the payment timeout, the sweep, outbox-retry) removes the
+//! entry once its unit is back, so the next poll reads the final row from MySQL and keeps it.
+//! Should that removal fail (or a poll that read MySQL before the cancellation put the pending
+//! row back), the rule that settles it: a reader never trusts a pending entry past its `pay_by`,
+//! and a cancellation only happens after `pay_by`. A write that fails costs a MySQL read later,
 //! never a wrong answer.
 
 use std::time::Duration;
@@ -71,6 +73,18 @@ impl RedisStore {
         }
         pipe.cmd("PEXPIRE").arg(&key).arg(ttl.as_millis() as u64).arg("NX").ignore();
         let () = pipe.query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    /// Drops a receipt's kept status (its order was cancelled or failed): the next poll reads
+    /// MySQL and keeps the final row.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn forget_order_status(&self, product_id: u64, receipt: &str) -> Result<(), StoreError> {
+        let _: i64 = redis::cmd("HDEL")
+            .arg(self.keys.order_status(product_id))
+            .arg(receipt)
+            .query_async(&mut self.conn())
+            .await?;
         Ok(())
     }
 }

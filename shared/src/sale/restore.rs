@@ -37,6 +37,11 @@ impl Sale {
     #[tracing::instrument(skip(self), err)]
     pub async fn give_back(&self, product_id: u64, activity_id: u64, receipt: &str) -> Result<RestoreReply, SaleError> {
         let reply = self.restore_unit(product_id, activity_id, receipt).await?;
+        // The buyer's next poll must not read the kept "pending_payment"; if this fails, a
+        // pending entry past its pay_by is not trusted anyway (redis::order_status).
+        if let Err(e) = self.redis.forget_order_status(product_id, receipt).await {
+            tracing::warn!(error = %crate::telemetry::error_chain(&e), receipt, "kept order status not dropped");
+        }
         self.db.mark_restored(&[receipt]).await?;
         Ok(reply)
     }
