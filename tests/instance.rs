@@ -55,19 +55,22 @@ async fn a_sold_out_sale_is_answered_from_the_instance_memory_without_redis() {
     let seen = env.stock(a.product_id).await;
     assert_eq!(seen.json["stock"].as_i64(), Some(0), "{}", seen.text);
 
-    // Redis is gone: the instance still knows the sale is sold out, and its stock view.
+    // Redis is gone: the instance still knows the sale is sold out, and its stock view...
     proxy.cut();
     for i in 0..20 {
         env.buy(&format!("late-{i}"), a.product_id).await.assert_error(409, "sold_out");
     }
     let s = env.stock(a.product_id).await;
     assert_eq!((s.status, s.json["stock"].as_i64()), (StatusCode::OK, Some(0)), "{}", s.text);
+    // ... and who bought: the winner's repeated buy gets her receipt, as buy.lua would answer.
+    let repeat = env.buy("winner", a.product_id).await;
+    repeat.assert_error(409, "already_bought");
+    assert_eq!(repeat.json["error"]["receipt"].as_str(), Some(receipt.as_str()), "{}", repeat.text);
     // A buy that asks past the memo goes to Redis, which is down.
     buy_fresh(&env, "late-0", a.product_id).await.assert_error(503, "unavailable");
 
-    // The memo does not know who bought: the winner's resend must ask Redis for her receipt.
+    // Back up: the same answer from Redis itself.
     proxy.restore();
-    env.buy("winner", a.product_id).await.assert_error(409, "sold_out");
     // (The app's Redis connection comes back on its own after the cut; give it a moment.)
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut again = buy_fresh(&env, "winner", a.product_id).await;
@@ -103,7 +106,7 @@ async fn a_sale_not_open_yet_is_answered_from_memory_until_its_start_only() {
 #[tokio::test]
 async fn a_sold_out_sale_whose_unit_comes_back_sells_it_again_within_the_memo_ttl() {
     let ttl = Duration::from_secs(1);
-    let env = TestEnv::start_with(Options { sale: with_memo(ttl, Duration::ZERO), ..Options::default() }).await;
+    let (env, proxy) = behind_proxy(with_memo(ttl, Duration::ZERO)).await;
     let a = env.open_sale(1).await;
     let won = env.buy("unpaid", a.product_id).await;
     assert_eq!(won.status, StatusCode::ACCEPTED, "{}", won.text);
@@ -138,6 +141,18 @@ async fn a_sold_out_sale_whose_unit_comes_back_sells_it_again_within_the_memo_tt
     // Bound, not speed: the memo's TTL plus the slack of one retry loop on a loaded machine.
     assert!(sold <= ttl + Duration::from_secs(3), "sold again after {sold:?}");
     assert_eq!(env.redis_stock(a.product_id).await, Some(0));
+
+    // Sold out again: the instance's copy of the buyers is read anew (their number changed), so
+    // the new buyer's repeat gets her receipt from memory too.
+    let r = buy_fresh(&env, "waiting", a.product_id).await;
+    r.assert_error(409, "already_bought");
+    let receipt2 = r.json["error"]["receipt"].as_str().expect("receipt").to_owned();
+    env.buy("another", a.product_id).await.assert_error(409, "sold_out");
+    proxy.cut();
+    let r = env.buy("waiting", a.product_id).await;
+    r.assert_error(409, "already_bought");
+    assert_eq!(r.json["error"]["receipt"].as_str(), Some(receipt2.as_str()), "{}", r.text);
+    env.buy("unpaid", a.product_id).await.assert_error(409, "already_bought");
 }
 
 #[tokio::test]

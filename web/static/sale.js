@@ -311,8 +311,9 @@
 
   // Polls while the order is `processing`, with backoff (1 s, 1.5 s, ... at most 10 s). Once it
   // awaits payment nothing changes until the buyer pays (this page hears that answer itself)
-  // or `pay_by` passes: one more look just after `pay_by`, then none. Paid, cancelled and failed
-  // are final. A failed request is retried with the same backoff.
+  // or `pay_by` passes: one more look just after `pay_by` (then, while it still reads pending,
+  // 5 s doubling to a minute). Paid, cancelled and failed are final. A failed request is
+  // retried with the processing backoff.
   async function pollOrder() {
     clearTimeout(sale.orderTimer);
     let status = null;
@@ -344,7 +345,11 @@
       sale.orderWait = Math.min(ORDER_MAX_EVERY_MS, wait * 1.5);
       sale.orderTimer = setTimeout(pollOrder, wait);
     } else if (status === 'pending_payment' && Number.isFinite(payBy)) {
-      sale.orderTimer = setTimeout(pollOrder, Math.max(0, payBy - Date.now()) + 5000);
+      // Before pay_by: one look just after it. After it (the cancellation is on its way: the
+      // timeout message, or the sweep a minute later): 5 s, doubling, at most a minute.
+      const late = Date.now() >= payBy;
+      sale.orderWait = late ? Math.min(60000, Math.max(5000, sale.orderWait * 2)) : ORDER_EVERY_MS;
+      sale.orderTimer = setTimeout(pollOrder, late ? sale.orderWait : payBy - Date.now() + 5000);
     }
   }
 

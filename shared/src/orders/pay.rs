@@ -87,10 +87,20 @@ impl Orders {
         Ok((known.user_id() == user).then(|| view_of(known)))
     }
 
-    /// Keeps an order's status for the next poll; a failure costs only a later MySQL read.
+    /// Keeps an order's status for the next poll; a failure costs only a later MySQL read. If a
+    /// final status cannot be written, the entry is dropped if it can be (else a kept pending
+    /// entry stands until its `pay_by`, when readers stop trusting it).
     async fn keep(&self, product_id: u64, known: KnownOrder) {
+        let receipt = match &known {
+            KnownOrder::Stored(o) => o.receipt.clone(),
+            KnownOrder::Failed(d) => d.receipt.clone(),
+        };
+        let is_final = known.is_final();
         if let Err(e) = self.sale.redis.keep_order_status(product_id, &[known], self.sale.cfg.retention).await {
-            tracing::warn!(error = %error_chain(&e), product_id, "order status not kept in Redis; the next poll reads MySQL");
+            tracing::warn!(error = %error_chain(&e), product_id, %receipt, "order status not kept in Redis; the next poll reads MySQL");
+            if is_final && let Err(e) = self.sale.redis.forget_order_status(product_id, &receipt).await {
+                tracing::warn!(error = %error_chain(&e), product_id, %receipt, "kept order status not dropped either");
+            }
         }
     }
 

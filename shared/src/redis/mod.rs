@@ -1,10 +1,13 @@
-//! The Redis adapter: the connection, the key names, the bloom filter and one file per Lua
-//! script (its `Script`, its invocation and its reply enum together, in [`scripts`]).
+//! The Redis adapter: the connection, the key names, the bloom filter, the order statuses
+//! buyers poll ([`order_status`]), a sale's buyers read whole for an instance's memo
+//! ([`buyers`]), and one file per Lua script (its `Script`, its invocation and its reply enum
+//! together, in [`scripts`]).
 //!
 //! Nothing above this module builds a Redis command: capabilities call the narrow methods of
 //! [`RedisStore`], which speak domain types only.
 
 pub mod bloom;
+pub mod buyers;
 pub mod connection;
 pub mod keys;
 pub mod order_status;

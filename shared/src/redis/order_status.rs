@@ -1,6 +1,6 @@
 //! The order status a buyer polls, kept in Redis so that the polls of thousands of winners
 //! never reach MySQL (`keys.order_status(product)`: receipt -> `KnownOrder` JSON, in the
-//! product's slot, expiring with its sale).
+//! product's slot, expiring `SALE_RETENTION_HOURS` after its last write).
 //!
 //! Who writes what, and why no update can go backwards:
 //! - a pending order (the consumer after its insert, a poll that had to read MySQL) is written
@@ -45,8 +45,8 @@ impl RedisStore {
     }
 
     /// Keeps these orders' statuses (all of one product): pending ones only where the receipt
-    /// has none yet, final ones over whatever is there. The key lives `ttl` after its first
-    /// write (a sale's retention; later writes do not extend it).
+    /// has none yet, final ones over whatever is there. The key lives `ttl` (a sale's
+    /// retention) after its last write.
     #[tracing::instrument(skip(self, orders), fields(n = orders.len()), err)]
     pub async fn keep_order_status(
         &self,
@@ -71,7 +71,8 @@ impl RedisStore {
                 pipe.hset_nx(&key, receipt, json).ignore();
             }
         }
-        pipe.cmd("PEXPIRE").arg(&key).arg(ttl.as_millis() as u64).arg("NX").ignore();
+        // Sliding: the hash lives `ttl` after its last write (no `NX`, which needs Redis 7).
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl.as_millis() as u64).ignore();
         let () = pipe.query_async(&mut self.conn()).await?;
         Ok(())
     }

@@ -2,12 +2,22 @@
 //! [`super::memo`]), the instance's token bucket, then one atomic Lua call decides; on success
 //! the order message goes to SQS.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use super::{Sale, SaleError, limits::Limiter, memo::Memo};
+use super::{
+    Sale, SaleError,
+    limits::Limiter,
+    memo::{self, Memo},
+};
 use crate::{
     domain::{OrderMessage, SaleState, UserId},
-    redis::scripts::buy::BuyReply,
+    redis::{
+        buyers::{BuyersRead, LiveBuyers},
+        scripts::buy::BuyReply,
+    },
     sqs::Queue,
 };
 
@@ -27,7 +37,24 @@ pub struct BuyService {
     pub sale: Sale,
     pub queue: Queue,
     pub limiter: Limiter,
-    pub memo: Memo<BuyOutcome>,
+    pub memo: Memo<Known>,
+}
+
+/// An answer this instance keeps for a while, with the buyers of a sold-out or ended sale (who
+/// get their receipt, not the answer).
+#[derive(Debug, Clone)]
+pub struct Known {
+    outcome: BuyOutcome,
+    buyers: Option<Arc<LiveBuyers>>,
+}
+
+impl Known {
+    fn answer(&self, user: &UserId) -> BuyOutcome {
+        match self.buyers.as_ref().and_then(|b| b.receipts.get(user.as_str())) {
+            Some(receipt) => BuyOutcome::AlreadyBought { receipt: receipt.clone() },
+            None => self.outcome.clone(),
+        }
+    }
 }
 
 /// Whether a press of "buy" may be answered from what this instance already knows.
@@ -45,16 +72,19 @@ impl BuyService {
         Self { sale, queue, limiter: Limiter::default(), memo: Memo::default() }
     }
 
-    /// Keeps an answer Redis gave that holds for every user of the sale for a while.
-    fn remember(&self, product_id: u64, outcome: &BuyOutcome, now: Instant) {
+    /// Keeps an answer Redis gave that holds for every user of the sale for a while (with the
+    /// sale's buyers, where it is sold out or ended). If the buyers cannot be read, nothing is
+    /// kept: the next request asks Redis again.
+    async fn remember(&self, product_id: u64, outcome: &BuyOutcome) {
         let cfg = &self.sale.cfg;
-        let ttl = match outcome {
-            BuyOutcome::SoldOut | BuyOutcome::NotOpen { state: SaleState::Ended, .. } => cfg.memo_ttl,
+        let (ttl, with_buyers) = match outcome {
+            BuyOutcome::SoldOut | BuyOutcome::NotOpen { state: SaleState::Ended, .. } => (cfg.memo_ttl, true),
+            // Nobody can have bought from an activity that has not started.
             BuyOutcome::NotOpen { state: SaleState::Upcoming, at_ms } => {
                 // Until the start Redis gave (measured on this instance's clock, which only
                 // shortens or lengthens the wait by the skew), at most the configured bound.
                 let until_start = at_ms.saturating_sub(crate::domain::to_ms(chrono::Utc::now()));
-                Duration::from_millis(u64::try_from(until_start).unwrap_or(0)).min(cfg.memo_upcoming_max)
+                (Duration::from_millis(u64::try_from(until_start).unwrap_or(0)).min(cfg.memo_upcoming_max), false)
             }
             // A unit was there after all (units came back): what this instance kept is stale.
             BuyOutcome::Queued { .. } => return self.memo.forget(product_id),
@@ -63,7 +93,24 @@ impl BuyService {
             | BuyOutcome::RateLimited { .. }
             | BuyOutcome::NotOpen { state: SaleState::Open, .. } => return,
         };
-        self.memo.put(product_id, outcome.clone(), now, ttl);
+        if ttl.is_zero() {
+            return;
+        }
+        let buyers = if with_buyers {
+            let previous = self.memo.last(product_id).and_then(|k| k.buyers);
+            match self.sale.redis.live_buyers(product_id, previous.as_deref()).await {
+                Ok(BuyersRead::Read(b)) => Some(Arc::new(b)),
+                Ok(BuyersRead::Unchanged) => previous,
+                Ok(BuyersRead::NotLoaded) => return,
+                Err(e) => {
+                    tracing::warn!(error = %crate::telemetry::error_chain(&e), product_id, "buyers not read; nothing kept");
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        self.memo.put(product_id, Known { outcome: outcome.clone(), buyers }, Instant::now(), ttl);
     }
 }
 
@@ -78,15 +125,17 @@ impl BuyService {
     pub async fn buy(&self, user: &UserId, product_id: u64, freshness: Freshness) -> Result<BuyOutcome, SaleError> {
         let now = Instant::now();
         if freshness == Freshness::MayUseMemo
-            && let Some(known) = self.memo.get(product_id, now)
+            && let Some(known) = self.memo.get_or_refresh(product_id, now, memo::REFRESH, |k| {
+                !matches!(k.outcome, BuyOutcome::NotOpen { state: SaleState::Upcoming, .. })
+            })
         {
-            return Ok(known);
+            return Ok(known.answer(user));
         }
         if let Err(retry_after) = self.limiter.try_acquire(product_id, now) {
             return Ok(BuyOutcome::RateLimited { retry_after });
         }
         let outcome = self.ask_redis(user, product_id).await?;
-        self.remember(product_id, &outcome, Instant::now());
+        self.remember(product_id, &outcome).await;
         Ok(outcome)
     }
 

@@ -5,7 +5,10 @@
 
 use std::time::Instant;
 
-use super::{Sale, SaleError, memo::Memo};
+use super::{
+    Sale, SaleError,
+    memo::{self, Memo},
+};
 use crate::domain::{SaleState, UNLIMITED};
 
 /// The stock-query function's state: the sale and the views this instance keeps for a while.
@@ -24,7 +27,7 @@ impl StockQuery {
     /// `STOCK_CACHE_MS`, else from Redis.
     #[tracing::instrument(skip(self), err)]
     pub async fn view(&self, product_id: u64) -> Result<StockView, SaleError> {
-        if let Some(v) = self.cache.get(product_id, Instant::now()) {
+        if let Some(v) = self.cache.get_or_refresh(product_id, Instant::now(), memo::REFRESH, |_| true) {
             return Ok(v);
         }
         let v = self.sale.stock(product_id).await?;
