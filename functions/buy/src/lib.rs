@@ -55,17 +55,8 @@ async fn buy(svc: &BuyService, req: &Request) -> Result<Response<Body>, ApiError
     let span = tracing::Span::current();
     span.record("user", user.as_str());
     span.record("product_id", body.product_id);
-    // `Cache-Control: no-cache` (the sale page's resend of a buy whose answer never came): no
-    // answer from the instance's memo, which cannot know whether this user bought.
-    let freshness = match req
-        .headers()
-        .get_all(lambda_http::http::header::CACHE_CONTROL)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-cache"))))
-    {
-        true => Freshness::Fresh,
-        false => Freshness::MayUseMemo,
-    };
+    // The sale page's resend of a buy whose answer never came asks past the instance's memo.
+    let freshness = if http::asks_no_cache(req) { Freshness::Fresh } else { Freshness::MayUseMemo };
     match svc.buy(&user, body.product_id, freshness).await? {
         BuyOutcome::Queued { receipt, activity_id } => Ok(http::json(
             StatusCode::ACCEPTED,

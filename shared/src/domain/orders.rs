@@ -93,6 +93,13 @@ impl KnownOrder {
         }
     }
 
+    pub fn receipt(&self) -> &str {
+        match self {
+            Self::Stored(o) => &o.receipt,
+            Self::Failed(d) => &d.receipt,
+        }
+    }
+
     /// Nothing can change it any more (paid, cancelled, failed). A pending order is not final:
     /// it may still be paid or cancelled.
     pub fn is_final(&self) -> bool {

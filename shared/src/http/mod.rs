@@ -139,6 +139,14 @@ impl From<AdminError> for ApiError {
 }
 
 /// A JSON response.
+/// The request says `Cache-Control: no-cache`: answer from the origin, not from a cache.
+pub fn asks_no_cache(req: &lambda_http::Request) -> bool {
+    req.headers()
+        .get_all(lambda_http::http::header::CACHE_CONTROL)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-cache"))))
+}
+
 pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
     let text = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
     let mut response = Response::new(Body::Text(text));

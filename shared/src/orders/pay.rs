@@ -31,10 +31,12 @@ pub enum PayOutcome {
     Cancelled,
 }
 
-fn view_of(known: KnownOrder) -> OrderView {
-    match known {
-        KnownOrder::Stored(o) => OrderView::Stored(o),
-        KnownOrder::Failed(d) => OrderView::Failed(d),
+impl From<KnownOrder> for OrderView {
+    fn from(known: KnownOrder) -> Self {
+        match known {
+            KnownOrder::Stored(o) => Self::Stored(o),
+            KnownOrder::Failed(d) => Self::Failed(d),
+        }
     }
 }
 
@@ -68,7 +70,7 @@ impl Orders {
         if let Some(known) = kept
             && (known.is_final() || matches!(&known, KnownOrder::Stored(o) if o.pay_by > chrono::Utc::now()))
         {
-            return Ok((known.user_id() == user).then(|| view_of(known)));
+            return Ok((known.user_id() == user).then(|| known.into()));
         }
         // Still in the outbox: bought, not yet acknowledged as a row (at most a moment stale
         // if the row is in and the consumer's acknowledgement is under way).
@@ -84,17 +86,14 @@ impl Orders {
             },
         };
         self.keep(product_id, known.clone()).await;
-        Ok((known.user_id() == user).then(|| view_of(known)))
+        Ok((known.user_id() == user).then(|| known.into()))
     }
 
     /// Keeps an order's status for the next poll; a failure costs only a later MySQL read. If a
     /// final status cannot be written, the entry is dropped if it can be (else a kept pending
     /// entry stands until its `pay_by`, when readers stop trusting it).
     async fn keep(&self, product_id: u64, known: KnownOrder) {
-        let receipt = match &known {
-            KnownOrder::Stored(o) => o.receipt.clone(),
-            KnownOrder::Failed(d) => d.receipt.clone(),
-        };
+        let receipt = known.receipt().to_owned();
         let is_final = known.is_final();
         if let Err(e) = self.sale.redis.keep_order_status(product_id, &[known], self.sale.cfg.retention).await {
             tracing::warn!(error = %error_chain(&e), product_id, %receipt, "order status not kept in Redis; the next poll reads MySQL");
@@ -109,9 +108,7 @@ impl Orders {
     /// nothing, so a 503 always means nothing was paid.
     #[tracing::instrument(skip(self), err)]
     pub async fn pay(&self, user: &str, receipt: &str) -> Result<PayOutcome, SaleError> {
-        if self.listed_product(receipt).await?.is_none() {
-            return Ok(PayOutcome::NotFound);
-        }
+        let Some(product_id) = self.listed_product(receipt).await? else { return Ok(PayOutcome::NotFound) };
         match self.sale.db.pay(receipt, user).await? {
             Some((o, _)) if o.user_id != user => Ok(PayOutcome::NotFound),
             Some((o, paid_now)) if o.status == OrderStatus::Paid => {
@@ -119,9 +116,7 @@ impl Orders {
                     tracing::info!(receipt, user, "order paid");
                 }
                 // After the commit, and never a reason to answer otherwise than paid.
-                if let Some(product_id) = receipt_product(receipt) {
-                    self.keep(product_id, KnownOrder::Stored(o.clone())).await;
-                }
+                self.keep(product_id, KnownOrder::Stored(o.clone())).await;
                 Ok(PayOutcome::Paid(o))
             }
             Some(_) => Ok(PayOutcome::Cancelled),

@@ -60,15 +60,11 @@ impl RedisStore {
         let key = self.keys.order_status(product_id);
         let mut pipe = redis::pipe();
         for o in orders {
-            let receipt = match o {
-                KnownOrder::Stored(row) => &row.receipt,
-                KnownOrder::Failed(d) => &d.receipt,
-            };
             let json = serde_json::to_string(o).map_err(|e| super::ReplyError::new("order status", e.to_string()))?;
             if o.is_final() {
-                pipe.hset(&key, receipt, json).ignore();
+                pipe.hset(&key, o.receipt(), json).ignore();
             } else {
-                pipe.hset_nx(&key, receipt, json).ignore();
+                pipe.hset_nx(&key, o.receipt(), json).ignore();
             }
         }
         // Sliding: the hash lives `ttl` after its last write (no `NX`, which needs Redis 7).

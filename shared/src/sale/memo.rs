@@ -59,12 +59,6 @@ pub const REFRESH: Duration = Duration::from_millis(250);
 const PRUNE_AT: usize = 4096;
 
 impl<V: Clone> Memo<V> {
-    /// The answer kept for `product_id`, if its deadline has not passed.
-    pub fn get(&self, product_id: u64, now: Instant) -> Option<V> {
-        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        entries.get(&product_id).filter(|(_, until)| now < *until).map(|(v, _)| v.clone())
-    }
-
     /// The answer kept for `product_id`, for every caller but one once its deadline has passed:
     /// the first caller after the deadline gets `None` (it asks Redis and puts the new answer),
     /// and for `refresh` after that the others still get the old answer, so many requests in
@@ -121,9 +115,9 @@ mod tests {
         let memo = Memo::default();
         let t0 = Instant::now();
         memo.put(7, "sold out", t0, Duration::from_millis(100));
-        assert_eq!(memo.get(7, t0 + Duration::from_millis(99)), Some("sold out"));
-        assert_eq!(memo.get(7, t0 + Duration::from_millis(100)), None);
-        assert_eq!(memo.get(8, t0), None);
+        assert_eq!(memo.get_or_refresh(7, t0 + Duration::from_millis(99), Duration::ZERO, |_| false), Some("sold out"));
+        assert_eq!(memo.get_or_refresh(7, t0 + Duration::from_millis(100), Duration::ZERO, |_| false), None);
+        assert_eq!(memo.get_or_refresh(8, t0, Duration::ZERO, |_| false), None);
     }
 
     #[test]
@@ -154,10 +148,10 @@ mod tests {
         let memo = Memo::default();
         let t0 = Instant::now();
         memo.put(7, 1, t0, Duration::ZERO);
-        assert_eq!(memo.get(7, t0), None);
+        assert_eq!(memo.get_or_refresh(7, t0, Duration::ZERO, |_| false), None);
         memo.put(7, 2, t0, Duration::from_secs(1));
         memo.forget(7);
-        assert_eq!(memo.get(7, t0), None);
+        assert_eq!(memo.get_or_refresh(7, t0, Duration::ZERO, |_| false), None);
     }
 
     #[test]
