@@ -6,7 +6,8 @@
     deploy/check_wiring.py --print-template                # the template's wiring, as JSON
 
 Compares, in both directions:
-  routes         method + path -> function + auth ("none" | "user" | "admin")
+  routes         method + path -> function + auth ("none" | "user" | "admin"; admin: the route
+                 requires the AdminScope parameter, `!Ref AdminScope` or its default written out)
   functions      BuildProperties.Binary, and the set of environment variable names
                  (Globals.Function.Environment merged with the function's own)
   event_sources  SQS events: function, queue logical id, batch size
@@ -61,8 +62,9 @@ def ref_target(value):
     return value
 
 
-def route_auth(event_auth, api):
-    """'none', 'user' or 'admin' for one HttpApi event, given its API's Auth section."""
+def route_auth(event_auth, api, admin_scope="admin"):
+    """'none', 'user' or 'admin' for one HttpApi event, given its API's Auth section. A scope
+    may be written `!Ref AdminScope`: it is the admin scope whatever value a deploy gives it."""
     api_auth = (api or {}).get("Auth") or {}
     event_auth = event_auth or {}
     authorizer = event_auth.get("Authorizer", api_auth.get("DefaultAuthorizer"))
@@ -71,7 +73,8 @@ def route_auth(event_auth, api):
     scopes = event_auth.get("AuthorizationScopes")
     if scopes is None:
         scopes = ((api_auth.get("Authorizers") or {}).get(authorizer) or {}).get("AuthorizationScopes") or []
-    return "admin" if "admin" in scopes else "user"
+    admin = any(s == admin_scope or (isinstance(s, dict) and s.get("Ref") == "AdminScope") for s in scopes)
+    return "admin" if admin else "user"
 
 
 def from_template(template):
@@ -80,6 +83,7 @@ def from_template(template):
     globals_ = template.get("Globals") or {}
     global_env = (((globals_.get("Function") or {}).get("Environment") or {}).get("Variables")) or {}
     implicit_api = globals_.get("HttpApi") or {}
+    admin_scope = ((template.get("Parameters") or {}).get("AdminScope") or {}).get("Default", "admin")
     wiring = {"routes": [], "functions": {}, "event_sources": [], "schedules": []}
     for name, res in resources.items():
         if (res or {}).get("Type") != "AWS::Serverless::Function":
@@ -97,7 +101,7 @@ def from_template(template):
                     "method": str(ep.get("Method", "ANY")).upper(),
                     "path": ep.get("Path", "/$default"),
                     "function": name,
-                    "auth": route_auth(ep.get("Auth"), api),
+                    "auth": route_auth(ep.get("Auth"), api, admin_scope),
                 })
             elif kind == "SQS":
                 wiring["event_sources"].append({
