@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Browser end-to-end test of the published sale page (e2e/sale.e2e.mjs) in headless Chromium.
+# Browser end-to-end tests in headless Chromium: the published sale page (e2e/sale.e2e.mjs) and
+# the admin console (e2e/admin.e2e.mjs), one file after the other against the same runner.
 #
 # Assumes target/debug/flash-local is already built (`cargo build -p runner --bin flash-local`):
 # this script does not build it, so it can run beside (or after) another build.
 #
 # Starts Redis, MariaDB and LocalStack if needed (scripts/services.sh), then a runner of its own
 # with its own database (flash_e2e, dropped first so every run is fresh), Redis key prefix, queues,
-# port and publish directory, runs the test against it and always stops it.
+# port and publish directory, runs the tests against it and always stops it.
 # Environment: CHROMIUM (default /usr/bin/chromium), E2E_LOG (runner log, default a temp file),
-# E2E_LISTEN_ADDR (default 127.0.0.1:3907).
+# E2E_LISTEN_ADDR (default 127.0.0.1:3907); the tests read START_DELAY_SECS (sale page, default 6)
+# and ADMIN_START_DELAY_SECS (admin console, default 25): how far ahead their sales start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -102,16 +104,23 @@ fi
 admin_token=$("$bin" token e2e-admin admin)
 alice_token=$("$bin" token e2e-alice)
 bob_token=$("$bin" token e2e-bob)
+# More buyers for the admin console's sale (space-separated; a JWT holds no space).
+extra_tokens=
+for user in e2e-carol e2e-dave e2e-erin; do
+  extra_tokens+="$("$bin" token "$user") "
+done
 
-# The file is named, not the directory: node 20's `node --test DIR` only picks files named like
-# *.test.mjs, and would pass having run nothing.
+# The files are named, not the directory: node 20's `node --test DIR` only picks files named like
+# *.test.mjs, and would pass having run nothing. One file at a time: each drives a browser and
+# waits on the clock, and two at once on a small machine only make both slower.
 set +e
 BASE_URL=$base_url ADMIN_TOKEN=$admin_token USER_TOKEN=$alice_token USER2_TOKEN=$bob_token \
-  CHROMIUM=$chromium_bin node --test e2e/sale.e2e.mjs
+  EXTRA_USER_TOKENS=$extra_tokens CHROMIUM=$chromium_bin \
+  node --test --test-concurrency=1 e2e/sale.e2e.mjs e2e/admin.e2e.mjs
 status=$?
 set -e
 if [[ $status != 0 ]]; then
-  echo "the e2e test failed; the end of the runner's log ($log):" >&2
+  echo "an e2e test failed; the end of the runner's log ($log):" >&2
   tail -n 40 "$log" >&2
 else
   echo "screenshots: e2e/screenshots/"
