@@ -11,9 +11,10 @@
 -- KEYS[5] rl:<user> per-user attempt counter, one-minute window
 -- ARGV[1] user id, ARGV[2] product id, ARGV[3] delay before a resend is due (ms)
 --
--- Reply {code, detail, rate, burst}; codes are mapped to an enum in shared/src/redis/scripts/buy.rs only.
+-- Reply {code, detail, rate, burst, activity_id}; codes are mapped to an enum in
+-- shared/src/redis/scripts/buy.rs only.
 --   0 not loaded (caller rebuilds the sale from MySQL)   7 product has no activity
---   1 queued: detail = receipt, [5] = the order message   2 sold out
+--   1 queued: detail = receipt, [6] = the order message   2 sold out
 --   3 already bought: detail = the earlier receipt        4 not started: detail = starts_at
 --   5 ended: detail = ends_at                             6 per-user limit: detail = retry in ms
 --   8 the activity's rate: detail = retry in ms
@@ -27,19 +28,19 @@ local rate, burst = tonumber(f[6]) or 0, tonumber(f[7]) or 0
 -- A repeated buy (the first answer was lost) gets the same receipt back, whenever it comes.
 local member = activity .. ':' .. ARGV[1]
 local earlier = redis.call('HGET', KEYS[2], member)
-if earlier then return {3, earlier, rate, burst} end
+if earlier then return {3, earlier, rate, burst, activity} end
 
 -- The server's clock, not the caller's: every function instance sees the same window.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if now < tonumber(f[3]) then return {4, f[3], rate, burst} end
-if now >= tonumber(f[4]) then return {5, f[4], rate, burst} end
+if now < tonumber(f[3]) then return {4, f[3], rate, burst, activity} end
+if now >= tonumber(f[4]) then return {5, f[4], rate, burst, activity} end
 
 -- Only attempts inside the window count against the user's allowance: clicks before the
 -- opening second do not use it up, nor do attempts the activity's rate turns away.
 local attempts = tonumber(redis.call('GET', KEYS[5]) or '0')
 if attempts >= (tonumber(f[5]) or 5) then
-  return {6, tostring(redis.call('PTTL', KEYS[5])), rate, burst}
+  return {6, tostring(redis.call('PTTL', KEYS[5])), rate, burst, activity}
 end
 
 -- The activity's rate and burst, for every function instance at once: a token bucket in the
@@ -53,7 +54,7 @@ if rate > 0 then
   if tokens > cap then tokens = cap end
   if tokens < 1 then
     redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'tokens_at', math.max(now, at))
-    return {8, tostring(math.ceil((1 - tokens) * 1000 / rate)), rate, burst}
+    return {8, tostring(math.ceil((1 - tokens) * 1000 / rate)), rate, burst, activity}
   end
   redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'tokens_at', math.max(now, at))
 end
@@ -69,7 +70,7 @@ elseif stock > 0 then
   redis.call('HINCRBY', KEYS[1], 'stock', -1)
   number = tostring(stock)
 else
-  return {2, '', rate, burst}
+  return {2, '', rate, burst, activity}
 end
 
 local receipt = activity .. '-' .. ARGV[2] .. '-' .. ARGV[1] .. '-' .. number
@@ -81,4 +82,4 @@ redis.call('HSET', KEYS[2], member, receipt)
 if f[8] then redis.call('PEXPIREAT', KEYS[2], f[8]) end
 redis.call('HSET', KEYS[3], receipt, message)
 redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), receipt)
-return {1, receipt, rate, burst, message}
+return {1, receipt, rate, burst, activity, message}

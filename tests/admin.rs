@@ -156,8 +156,8 @@ async fn every_admin_route_refuses_a_user_token_and_no_token() {
     let before = env.mysql_snapshot().await;
     for (method, path) in routes {
         let body = Some(json!({"name": "x", "price_cents": 1}).to_string());
-        env.request(method.clone(), path, Some(&user), body.clone()).await.assert_error(403, "forbidden");
-        env.request(method, path, None, body).await.assert_error(401, "unauthenticated");
+        env.request(method.clone(), path, Some(&user), body.clone()).await.assert_gateway_error(403, "Forbidden");
+        env.request(method, path, None, body).await.assert_gateway_error(401, "Unauthorized");
     }
     assert_eq!(env.mysql_snapshot().await, before);
 }

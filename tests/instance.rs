@@ -41,7 +41,7 @@ async fn buy_fresh(env: &TestEnv, user: &str, product_id: u64) -> Reply {
     let status = resp.status();
     let text = resp.text().await.expect("body");
     let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply { status, json, text, retry_after: None }
+    Reply { status, json, text, retry_after: None, www_authenticate: None }
 }
 
 #[tokio::test]

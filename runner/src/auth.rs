@@ -23,7 +23,12 @@ impl JwtCheck {
     /// The claims as API Gateway hands them to a function: every value a string (arrays as
     /// "[a b]", objects as JSON), or `None` for a missing, malformed, forged or expired token.
     pub fn claims(&self, authorization: Option<&str>) -> Option<HashMap<String, String>> {
-        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        // The HttpApi JWT authorizer takes the token with or without the `Bearer ` prefix.
+        let raw = authorization?.trim();
+        let token = match raw.get(..7) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("bearer ") => raw[7..].trim(),
+            _ => raw,
+        };
         let data = decode::<serde_json::Map<String, Value>>(token, &self.key, &self.validation).ok()?;
         Some(data.claims.into_iter().map(|(k, v)| (k, flatten(v))).collect())
     }

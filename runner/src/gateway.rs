@@ -26,7 +26,7 @@ use lambda_http::{
 };
 use serde_json::json;
 use shared::{
-    http::{self as api, ApiError},
+    http as api,
     orders::{OrderConsumer, Orders, OutboxRetry, PaymentTimeouts},
     sale::{BuyService, StockQuery},
 };
@@ -87,7 +87,7 @@ impl App {
             && !name.starts_with('.')
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         let bytes = if plain { tokio::fs::read(dir.join(name)).await.ok() } else { None };
-        let Some(bytes) = bytes else { return Some(to_hyper(ApiError::RouteNotFound.into_response())) };
+        let Some(bytes) = bytes else { return Some(gateway_error(StatusCode::NOT_FOUND, "Not Found", None)) };
         let content_type = match name.rsplit('.').next() {
             Some("html") => "text/html; charset=utf-8",
             Some("js" | "mjs") => "text/javascript; charset=utf-8",
@@ -101,6 +101,18 @@ impl App {
         Some(response)
     }
 
+    /// `GET /metrics` (local only; CloudWatch reads the functions' EMF lines in AWS): the
+    /// registry every hosted function's metrics feed, in Prometheus text format.
+    fn metrics(&self) -> Response<Full<Bytes>> {
+        let text = self.buy.sale.metrics.registry().map(|r| r.render()).unwrap_or_default();
+        let mut response = Response::new(Full::new(Bytes::from(text)));
+        response.headers_mut().insert(
+            "content-type",
+            lambda_http::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        response
+    }
+
     /// One HTTP request through the gateway and the function.
     pub async fn handle(&self, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
@@ -109,28 +121,33 @@ impl App {
         {
             return response;
         }
+        if parts.method == hyper::Method::GET && parts.uri.path() == "/metrics" {
+            return self.metrics();
+        }
         let (route, params) = match routes::find(self.routes, &parts.method, parts.uri.path()) {
             Matched::Route(route, params) => (route, params),
-            Matched::WrongMethod => return to_hyper(ApiError::MethodNotAllowed.into_response()),
-            Matched::NoRoute => return to_hyper(ApiError::RouteNotFound.into_response()),
+            // An HTTP API has no 405: a method no route declares is an unknown route.
+            Matched::WrongMethod | Matched::NoRoute => return gateway_error(StatusCode::NOT_FOUND, "Not Found", None),
         };
         let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
         let claims = match route.auth {
             Auth::None => None,
             Auth::User | Auth::Admin => match self.jwt.claims(authorization) {
                 Some(claims) => Some(claims),
-                None => return to_hyper(ApiError::Unauthenticated.into_response()),
+                None => {
+                    // The JWT authorizer's challenge: bare for a missing token, naming the
+                    // error for one that does not validate.
+                    let challenge = if authorization.is_some() { r#"Bearer error="invalid_token""# } else { "Bearer" };
+                    return gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized", Some(challenge));
+                }
             },
         };
-        if route.auth == Auth::Admin {
-            let scope = claims.as_ref().and_then(|c| c.get("scope")).map(String::as_str).unwrap_or("");
-            if !api::has_admin_scope(scope) {
-                return to_hyper(ApiError::Forbidden.into_response());
-            }
+        if route.auth == Auth::Admin && !claims.as_ref().is_some_and(|c| api::has_scope(c, &self.admin.admin_scope)) {
+            return gateway_error(StatusCode::FORBIDDEN, "Forbidden", None);
         }
         let body = match Limited::new(body, GATEWAY_BODY_LIMIT).collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(_) => return to_hyper(ApiError::PayloadTooLarge.into_response()),
+            Err(_) => return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large", None),
         };
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         let event = event(route, &parts, &body, params, claims, peer, n);
@@ -147,17 +164,30 @@ impl App {
             Err(e) => {
                 // Lambda reports a function error; API Gateway answers 500.
                 tracing::error!(error = %e, route = route.path, "function returned an error");
-                to_hyper(internal_error())
+                internal_error()
             }
         }
     }
 }
 
-fn internal_error() -> Response<Body> {
-    api::json(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        &json!({"error": {"code": "internal", "message": "internal server error"}}),
-    )
+/// API Gateway's own answer (HTTP APIs cannot customise these): `{"message": "..."}`. The
+/// functions' errors have the contract's body; these never reach a function.
+fn gateway_error(
+    status: StatusCode,
+    message: &'static str,
+    www_authenticate: Option<&'static str>,
+) -> Response<Full<Bytes>> {
+    let mut response = to_hyper(api::json(status, &json!({ "message": message })));
+    if let Some(challenge) = www_authenticate {
+        response.headers_mut().insert("www-authenticate", lambda_http::http::HeaderValue::from_static(challenge));
+    }
+    response
+}
+
+/// A function that failed (returned an error, or crashed): Lambda reports a function error and
+/// API Gateway answers 500 with its own body.
+fn internal_error() -> Response<Full<Bytes>> {
+    gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", None)
 }
 
 /// The HTTP API payload 2.0 event, as API Gateway builds it (typed, so no JSON round trip on

@@ -1,6 +1,6 @@
 //! `flash-local`: the local runner.
 //!
-//!   flash-local serve [--migrate] [--demo]   serve every route on LISTEN_ADDR
+//!   flash-local serve [--migrate] [--demo]   serve every route on LISTEN_ADDR (+ GET /metrics)
 //!   flash-local token USER [admin]           print a token the runner accepts (24 h)
 //!   flash-local wiring                       print routes, functions, queues, schedules (JSON)
 //!   flash-local setup [--demo]               apply migrations (and warm the demo sale), exit
@@ -16,6 +16,7 @@ use runner::{App, auth::JwtCheck, events, wiring::Settings};
 use shared::{
     config::{self, LocalConfig},
     mysql::Db,
+    telemetry::metrics::{Registry, Sink},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -51,7 +52,7 @@ async fn main() -> Result<(), BoxError> {
             let settings = Settings::from_env()?;
             Db::create_and_migrate(&settings.core.mysql.options).await?;
             if args.iter().any(|a| a == "--demo") {
-                let sale = shared::sale::connect(&settings.core).await?;
+                let sale = shared::sale::connect(&settings.core, "runner").await?;
                 let (product_id, activity_id) = runner::demo::ensure(&sale).await?;
                 println!("demo sale: product {product_id}, activity {activity_id}");
             }
@@ -64,7 +65,10 @@ async fn main() -> Result<(), BoxError> {
 
 async fn serve(args: &[String]) -> Result<(), BoxError> {
     let jwt = JwtCheck::hs256(config::local_jwt_secret()?.as_bytes());
-    let settings = Settings::from_env()?;
+    let mut settings = Settings::from_env()?;
+    // Every function hosted here feeds one registry, which `/metrics` renders (the EMF lines
+    // the functions print in Lambda, counted the same way).
+    settings.core.metrics.sink = Sink { stdout: false, registry: Some(Arc::new(Registry::default())), capture: None };
     if args.iter().any(|a| a == "--migrate") {
         Db::create_and_migrate(&settings.core.mysql.options).await?;
         tracing::info!("migrations applied");

@@ -49,6 +49,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: "GET", path: "/admin/products", function: Function::Admin, auth: Auth::Admin },
     Route { method: "POST", path: "/admin/activities", function: Function::Admin, auth: Auth::Admin },
     Route { method: "GET", path: "/admin/activities", function: Function::Admin, auth: Auth::Admin },
+    Route { method: "PATCH", path: "/admin/activities/{id}", function: Function::Admin, auth: Auth::Admin },
     Route { method: "POST", path: "/admin/activities/{id}/warmup", function: Function::Admin, auth: Auth::Admin },
     Route { method: "POST", path: "/admin/activities/{id}/publish", function: Function::Admin, auth: Auth::Admin },
     Route { method: "GET", path: "/admin/activities/{id}/reconcile", function: Function::Admin, auth: Auth::Admin },

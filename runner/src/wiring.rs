@@ -24,6 +24,7 @@ pub struct Settings {
     pub local: LocalConfig,
     pub publish_dir: std::path::PathBuf,
     pub warmup_horizon: Duration,
+    pub admin_scope: String,
 }
 
 impl Settings {
@@ -36,6 +37,7 @@ impl Settings {
             local: LocalConfig::from_env()?,
             publish_dir: config::publish_dir(),
             warmup_horizon: config::warmup_horizon()?,
+            admin_scope: config::admin_scope()?,
         })
     }
 
@@ -64,7 +66,12 @@ impl Settings {
                 orders_queue_url: self.orders_queue_url.clone(),
             })
             .await?,
-            admin: admin::build(&admin::Config { core: core.clone(), publish_dir: self.publish_dir.clone() }).await?,
+            admin: admin::build(&admin::Config {
+                core: core.clone(),
+                publish_dir: self.publish_dir.clone(),
+                admin_scope: self.admin_scope.clone(),
+            })
+            .await?,
             warmup: warmup::build(&warmup::Config { core: core.clone(), horizon: self.warmup_horizon }).await?,
         })
     }
@@ -108,6 +115,8 @@ pub const COMMON_ENV: &[&str] = &[
     "SALE_MEMO_MS",
     "STOCK_CACHE_MS",
     "RUST_LOG",
+    "METRICS_NAMESPACE",
+    "ADMIN_SCOPE",
 ];
 
 /// Each function: its logical id in template.yaml, its binary, and the environment variables

@@ -51,11 +51,46 @@ pub struct CoreConfig {
     pub redis: RedisConfig,
     pub mysql: MysqlConfig,
     pub sale: SaleConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl CoreConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self { redis: RedisConfig::from_env()?, mysql: MysqlConfig::from_env()?, sale: SaleConfig::from_env()? })
+        Ok(Self {
+            redis: RedisConfig::from_env()?,
+            mysql: MysqlConfig::from_env()?,
+            sale: SaleConfig::from_env()?,
+            metrics: MetricsConfig::from_env()?,
+        })
+    }
+}
+
+/// Metrics (`telemetry::metrics`): the CloudWatch namespace (`METRICS_NAMESPACE`, default
+/// `FlashSale`) and where the documents go (stdout in Lambda; the local runner swaps in its
+/// registry).
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    pub namespace: String,
+    pub sink: crate::telemetry::metrics::Sink,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { namespace: "FlashSale".into(), sink: crate::telemetry::metrics::Sink::stdout() }
+    }
+}
+
+impl MetricsConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let namespace = var_or("METRICS_NAMESPACE", "FlashSale");
+        // CloudWatch: 1 to 255 characters, no leading colon.
+        if namespace.is_empty() || namespace.len() > 255 || namespace.starts_with(':') {
+            return Err(ConfigError::Malformed {
+                name: "METRICS_NAMESPACE",
+                reason: "1 to 255 characters, not starting with ':'".into(),
+            });
+        }
+        Ok(Self { namespace, sink: crate::telemetry::metrics::Sink::stdout() })
     }
 }
 
@@ -262,6 +297,18 @@ pub fn payment_timeouts_queue_url() -> Result<String, ConfigError> {
 /// `PUBLISH_DIR`: where the admin's publish writes sale pages (served locally at `/p/`).
 pub fn publish_dir() -> PathBuf {
     var_or("PUBLISH_DIR", "/tmp/flash-sale-pages").into()
+}
+
+/// `ADMIN_SCOPE`: the OAuth scope an admin token carries (default `admin`; with Cognito
+/// `<resource-server>/admin`). The HttpApi's admin routes require the same (template.yaml).
+pub fn admin_scope() -> Result<String, ConfigError> {
+    let scope = var_or("ADMIN_SCOPE", "admin");
+    // RFC 6749 scope-token: printable ASCII except space, '"' and '\'.
+    if scope.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\') {
+        Ok(scope)
+    } else {
+        Err(ConfigError::Malformed { name: "ADMIN_SCOPE", reason: "one OAuth scope (printable, no spaces)".into() })
+    }
 }
 
 /// `WARMUP_HORIZON_SECS`: the scheduled warm-up loads activities starting this soon.

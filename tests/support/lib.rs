@@ -7,17 +7,22 @@
 
 pub mod proxy;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::Utc;
 use reqwest::StatusCode;
 use runner::{App, auth::JwtCheck, wiring::Settings};
 use serde_json::Value;
 use shared::{
-    config::{CoreConfig, LocalConfig, MysqlConfig, RedisConfig, SaleConfig, SqsConfig},
+    config::{CoreConfig, LocalConfig, MetricsConfig, MysqlConfig, RedisConfig, SaleConfig, SqsConfig},
     domain::{Activity, NewActivity, NewProduct},
     mysql::Db,
     sale::{self, Sale},
+    telemetry::metrics::{Registry, Sink},
 };
 use sqlx::mysql::MySqlPoolOptions;
 use tokio::task::JoinHandle;
@@ -112,6 +117,9 @@ pub struct TestEnv {
     pub timeouts_queue_url: String,
     pub prefix: String,
     pub database_url: String,
+    /// What the app's functions emitted: every EMF document, and the registry `/metrics` shows.
+    pub emitted: Arc<Mutex<Vec<serde_json::Value>>>,
+    pub registry: Arc<Registry>,
     server: JoinHandle<()>,
 }
 
@@ -161,8 +169,14 @@ impl TestEnv {
         let orders_queue_url = create_queue(&sqs, &format!("t-{id}-orders"), opts.visibility_timeout).await;
         let timeouts_queue_url = create_queue(&sqs, &format!("t-{id}-payment-timeouts"), opts.visibility_timeout).await;
 
+        let emitted = Arc::new(Mutex::new(Vec::new()));
+        let registry = Arc::new(Registry::default());
         let settings = Settings {
             core: CoreConfig {
+                metrics: MetricsConfig {
+                    namespace: "FlashSaleTest".into(),
+                    sink: Sink { stdout: false, registry: Some(registry.clone()), capture: Some(emitted.clone()) },
+                },
                 redis: RedisConfig {
                     wait_replicas: opts
                         .redis_wait_replicas
@@ -185,6 +199,7 @@ impl TestEnv {
             },
             publish_dir: std::env::temp_dir().join(format!("flash-pages-{id}")),
             warmup_horizon: Duration::from_secs(3600),
+            admin_scope: "admin".into(),
         };
         let functions = settings.build().await.expect("functions");
         let app = Arc::new(App::new(functions, JwtCheck::hs256(SECRET.as_bytes()), settings.local.web_dir.clone()));
@@ -193,10 +208,17 @@ impl TestEnv {
         let server = tokio::spawn(runner::serve(listener, app.clone()));
 
         let pool = MySqlPoolOptions::new().max_connections(3).connect(&database_url).await.expect("fixture pool");
-        let sale =
-            sale::connect(&CoreConfig { redis: redis_config(&redis_url(), &prefix), mysql, sale: opts.sale.clone() })
-                .await
-                .expect("fixture sale");
+        let sale = sale::connect(
+            &CoreConfig {
+                redis: redis_config(&redis_url(), &prefix),
+                mysql,
+                sale: opts.sale.clone(),
+                metrics: MetricsConfig { sink: Sink::default(), ..MetricsConfig::default() },
+            },
+            "fixture",
+        )
+        .await
+        .expect("fixture sale");
         let sale = Sale { db: Db::from_pool(pool), ..sale };
         let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().expect("http client");
         Self {
@@ -210,6 +232,8 @@ impl TestEnv {
             timeouts_queue_url,
             prefix,
             database_url,
+            emitted,
+            registry,
             server,
         }
     }
@@ -293,10 +317,11 @@ impl TestEnv {
         }
         let resp = req.send().await.expect("request reaches the runner");
         let status = resp.status();
-        let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (retry_after, www_authenticate) = (header("retry-after"), header("www-authenticate"));
         let text = resp.text().await.expect("body");
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, json, text, retry_after }
+        Reply { status, json, text, retry_after, www_authenticate }
     }
 
     pub async fn buy(&self, user: &str, product_id: u64) -> Reply {
@@ -384,9 +409,19 @@ pub struct Reply {
     pub json: Value,
     pub text: String,
     pub retry_after: Option<String>,
+    pub www_authenticate: Option<String>,
 }
 
 impl Reply {
+    /// Asserts API Gateway's own answer (`{"message": ...}`, which HTTP APIs cannot customise).
+    pub fn assert_gateway_error(&self, status: u16, message: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(self.json, serde_json::json!({ "message": message }), "body: {}", self.text);
+        if status == 401 {
+            assert!(self.www_authenticate.as_deref().is_some_and(|c| c.starts_with("Bearer")), "{self:?}");
+        }
+    }
+
     pub fn error_code(&self) -> &str {
         self.json["error"]["code"].as_str().unwrap_or("")
     }

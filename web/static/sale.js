@@ -57,12 +57,24 @@
     $('outcome').textContent = text;
   }
 
+  // Two shapes: the functions' {"error": {"code", "message"}}, and API Gateway's own
+  // {"message": "Unauthorized"} (401, 403, 404, 413, 429), which an HTTP API cannot customise.
+  const GATEWAY_CODES = { 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found', 413: 'payload_too_large', 429: 'rate_limited' };
+  const GATEWAY_WORDS = {
+    401: 'Your token was not accepted.',
+    403: 'This token may not do that.',
+    404: 'Not found.',
+    413: 'The request is too large.',
+    429: 'Too many requests — please wait a moment.',
+  };
+
   function errorOf(res, body) {
     const err = body && body.error;
-    return {
-      code: (err && err.code) || '',
-      message: (err && err.message) || `Something went wrong (HTTP ${res.status}). Please try again.`,
-    };
+    if (err && err.code) return { code: err.code, message: err.message || err.code };
+    if (body && typeof body.message === 'string' && GATEWAY_CODES[res.status]) {
+      return { code: GATEWAY_CODES[res.status], message: GATEWAY_WORDS[res.status] };
+    }
+    return { code: '', message: `Something went wrong (HTTP ${res.status}). Please try again.` };
   }
 
   async function readJson(res) {

@@ -1,4 +1,4 @@
-//! `/admin/...` (scope `admin`): products, activities, paginated lists, warm-up, publish, and
+//! `/admin/...` (the `ADMIN_SCOPE` scope): products, activities, paginated lists, warm-up, publish, and
 //! the reconcile report. The handler parses and maps; every action is `shared::admin`'s.
 
 #![recursion_limit = "256"] // the futures that reach the library's rebuild paths nest deeply (release builds)
@@ -20,22 +20,32 @@ pub struct Config {
     pub core: CoreConfig,
     /// Where published pages are written (served locally at `/p/`; in AWS an S3 sync target).
     pub publish_dir: std::path::PathBuf,
+    /// `ADMIN_SCOPE`: the scope an admin token carries (the HttpApi's routes require it too).
+    pub admin_scope: String,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self { core: CoreConfig::from_env()?, publish_dir: config::publish_dir() })
+        Ok(Self {
+            core: CoreConfig::from_env()?,
+            publish_dir: config::publish_dir(),
+            admin_scope: config::admin_scope()?,
+        })
     }
 }
 
 pub async fn build(cfg: &Config) -> Result<Admin, Error> {
-    Ok(Admin { sale: sale::connect(&cfg.core).await?, publish_dir: cfg.publish_dir.clone() })
+    Ok(Admin {
+        sale: sale::connect(&cfg.core, "admin").await?,
+        publish_dir: cfg.publish_dir.clone(),
+        admin_scope: cfg.admin_scope.clone(),
+    })
 }
 
 pub async fn handler(admin: &Admin, req: Request) -> Result<Response<Body>, Error> {
     // Boxed: the route reaches deep into the library; a boxed future keeps the runtime's
     // service type shallow (release builds otherwise overflow the compiler's layout limit).
-    Ok(http::respond(Box::pin(route(admin, &req)).await))
+    Ok(http::respond(admin.sale.metrics.invocation(Box::pin(route(admin, &req))).await))
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +73,15 @@ struct ActivityBody {
     per_user_per_min: i64,
 }
 
+/// `PATCH /admin/activities/{id}`: any of the three limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsBody {
+    rate_limit_per_sec: Option<i64>,
+    burst: Option<i64>,
+    per_user_per_min: Option<i64>,
+}
+
 fn default_per_user() -> i64 {
     5
 }
@@ -81,7 +100,7 @@ fn ok(status: StatusCode, value: &impl serde::Serialize) -> Result<Response<Body
 
 #[tracing::instrument(skip_all, fields(admin, method = %req.method(), path = %req.uri().path()))]
 async fn route(a: &Admin, req: &Request) -> Result<Response<Body>, ApiError> {
-    let who = http::require_admin(req)?;
+    let who = http::require_admin(req, &a.admin_scope)?;
     let who = who.as_str();
     tracing::Span::current().record("admin", who);
     let segments: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
@@ -136,6 +155,22 @@ async fn route(a: &Admin, req: &Request) -> Result<Response<Body>, ApiError> {
                 })?),
             };
             ok(StatusCode::OK, &a.list_orders(activity_id, status, page, per).await?)
+        }
+        (&Method::PATCH, ["admin", "activities", id]) => {
+            let id = activity_id(id)?;
+            let b: LimitsBody = http::json_body(req)?;
+            let change = admin::LimitsChange {
+                rate_limit_per_sec: b
+                    .rate_limit_per_sec
+                    .map(|v| admin::count("rate_limit_per_sec", v, admin::MAX_RATE_PER_SEC))
+                    .transpose()?,
+                burst: b.burst.map(|v| admin::count("burst", v, admin::MAX_BURST)).transpose()?,
+                per_user_per_min: b
+                    .per_user_per_min
+                    .map(|v| admin::count("per_user_per_min", v, admin::MAX_PER_USER_PER_MIN))
+                    .transpose()?,
+            };
+            ok(StatusCode::OK, &a.update_limits(who, id, &change).await?)
         }
         (&Method::POST, ["admin", "activities", id, "warmup"]) => {
             ok(StatusCode::OK, &a.warm(who, activity_id(id)?).await?)

@@ -11,6 +11,7 @@ use shared::{
     http::{self, ApiError},
     sale::{self, BuyOutcome, BuyService, Freshness},
     sqs::{self, Queue},
+    telemetry::metrics::{self, BuyResult, Event, Metric},
 };
 
 #[derive(Debug, Clone)]
@@ -32,7 +33,7 @@ impl Config {
 
 /// The function's state, built once per cold start.
 pub async fn build(cfg: &Config) -> Result<BuyService, Error> {
-    let sale = sale::connect(&cfg.core).await?;
+    let sale = sale::connect(&cfg.core, "buy").await?;
     let queue = Queue::new(sqs::client(&cfg.sqs).await, cfg.orders_queue_url.clone()).grouped();
     Ok(BuyService::new(sale, queue))
 }
@@ -44,12 +45,25 @@ struct BuyRequest {
     product_id: u64,
 }
 
+/// One buy, and its metrics: `Buys` by outcome, the Redis and MySQL calls it made.
 pub async fn handler(svc: &BuyService, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::respond(buy(svc, &req).await))
+    let mut activity_id = None;
+    let (result, calls) = metrics::calls(buy(svc, &req, &mut activity_id)).await;
+    let outcome = match &result {
+        Ok(_) => BuyResult::Queued,
+        Err(ApiError::SoldOut) => BuyResult::SoldOut,
+        Err(ApiError::AlreadyBought { .. }) => BuyResult::AlreadyBought,
+        Err(ApiError::SaleNotStarted | ApiError::SaleEnded) => BuyResult::NotOpen,
+        Err(ApiError::RateLimited { .. }) => BuyResult::RateLimited,
+        Err(ApiError::Unavailable(_)) => BuyResult::Unavailable,
+        Err(_) => BuyResult::Rejected,
+    };
+    svc.sale.metrics.emit(Event::new(activity_id).outcome(outcome).add(Metric::Buys, 1.0).with_calls(calls));
+    Ok(http::respond(result))
 }
 
 #[tracing::instrument(skip_all, fields(user, product_id))]
-async fn buy(svc: &BuyService, req: &Request) -> Result<Response<Body>, ApiError> {
+async fn buy(svc: &BuyService, req: &Request, activity_id: &mut Option<u64>) -> Result<Response<Body>, ApiError> {
     let user = http::user(req)?;
     let body: BuyRequest = http::json_body(req)?;
     let span = tracing::Span::current();
@@ -57,7 +71,9 @@ async fn buy(svc: &BuyService, req: &Request) -> Result<Response<Body>, ApiError
     span.record("product_id", body.product_id);
     // The sale page's resend of a buy whose answer never came asks past the instance's memo.
     let freshness = if http::asks_no_cache(req) { Freshness::Fresh } else { Freshness::MayUseMemo };
-    match svc.buy(&user, body.product_id, freshness).await? {
+    let decision = svc.buy(&user, body.product_id, freshness).await?;
+    *activity_id = decision.activity_id;
+    match decision.outcome {
         BuyOutcome::Queued { receipt, activity_id } => Ok(http::json(
             StatusCode::ACCEPTED,
             &serde_json::json!({

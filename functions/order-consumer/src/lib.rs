@@ -33,13 +33,14 @@ impl Config {
 
 pub async fn build(cfg: &Config) -> Result<OrderConsumer, Error> {
     Ok(OrderConsumer {
-        sale: sale::connect(&cfg.core).await?,
+        sale: sale::connect(&cfg.core, "order-consumer").await?,
         timeouts: Queue::new(sqs::client(&cfg.sqs).await, cfg.payment_timeouts_queue_url.clone()),
     })
 }
 
 pub async fn handler(consumer: &OrderConsumer, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
     // Boxed: the batch future is deep enough to overflow the compiler's layout depth inline.
-    let failed = Box::pin(consumer.consume(&lambda::records(&event.payload))).await;
+    let records = lambda::records(&event.payload);
+    let failed = consumer.sale.metrics.invocation(Box::pin(consumer.consume(&records))).await;
     Ok(lambda::batch_response(failed))
 }

@@ -18,13 +18,13 @@ use shared::{
 pub type Config = CoreConfig;
 
 pub async fn build(cfg: &Config) -> Result<Orders, Error> {
-    Ok(Orders { sale: sale::connect(cfg).await? })
+    Ok(Orders { sale: sale::connect(cfg, "orders").await? })
 }
 
 pub async fn handler(orders: &Orders, req: Request) -> Result<Response<Body>, Error> {
     // Boxed: the route reaches deep into the library; a boxed future keeps the runtime's
     // service type shallow (release builds otherwise overflow the compiler's layout limit).
-    Ok(http::respond(Box::pin(route(orders, &req)).await))
+    Ok(http::respond(orders.sale.metrics.invocation(Box::pin(route(orders, &req))).await))
 }
 
 fn time(t: chrono::DateTime<chrono::Utc>) -> String {

@@ -32,7 +32,7 @@ impl Config {
 
 pub async fn build(cfg: &Config) -> Result<OutboxRetry, Error> {
     Ok(OutboxRetry {
-        sale: sale::connect(&cfg.core).await?,
+        sale: sale::connect(&cfg.core, "outbox-retry").await?,
         orders: Queue::new(sqs::client(&cfg.sqs).await, cfg.orders_queue_url.clone()),
     })
 }
@@ -40,5 +40,5 @@ pub async fn build(cfg: &Config) -> Result<OutboxRetry, Error> {
 /// The scheduled event's content does not matter: every run looks at all recent activities.
 pub async fn handler(retry: &OutboxRetry, _event: LambdaEvent<serde_json::Value>) -> Result<RetryReport, Error> {
     // Boxed: the run's future is deep enough to overflow the compiler's layout depth inline.
-    Box::pin(retry.run()).await.map_err(lambda::failure)
+    retry.sale.metrics.invocation(Box::pin(retry.run())).await.map_err(lambda::failure)
 }

@@ -11,11 +11,12 @@ use shared::{config::CoreConfig, lambda, orders::PaymentTimeouts, sale};
 pub type Config = CoreConfig;
 
 pub async fn build(cfg: &Config) -> Result<PaymentTimeouts, Error> {
-    Ok(PaymentTimeouts { sale: sale::connect(cfg).await? })
+    Ok(PaymentTimeouts { sale: sale::connect(cfg, "payment-timeout").await? })
 }
 
 pub async fn handler(timeouts: &PaymentTimeouts, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
     // Boxed: the batch future is deep enough to overflow the compiler's layout depth inline.
-    let failed = Box::pin(timeouts.consume(&lambda::records(&event.payload))).await;
+    let records = lambda::records(&event.payload);
+    let failed = timeouts.sale.metrics.invocation(Box::pin(timeouts.consume(&records))).await;
     Ok(lambda::batch_response(failed))
 }

@@ -16,11 +16,11 @@ use shared::{
 pub type Config = CoreConfig;
 
 pub async fn build(cfg: &Config) -> Result<StockQuery, Error> {
-    Ok(StockQuery::new(sale::connect(cfg).await?))
+    Ok(StockQuery::new(sale::connect(cfg, "stock-query").await?))
 }
 
 pub async fn handler(sale: &StockQuery, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::respond(stock(sale, &req).await))
+    Ok(http::respond(sale.sale.metrics.invocation(stock(sale, &req)).await))
 }
 
 fn rfc3339(ms: i64) -> Option<String> {

@@ -29,9 +29,9 @@ pub struct Warmup {
 }
 
 pub async fn build(cfg: &Config) -> Result<Warmup, Error> {
-    Ok(Warmup { sale: sale::connect(&cfg.core).await?, horizon: cfg.horizon })
+    Ok(Warmup { sale: sale::connect(&cfg.core, "warmup").await?, horizon: cfg.horizon })
 }
 
 pub async fn handler(w: &Warmup, _event: LambdaEvent<serde_json::Value>) -> Result<WarmReport, Error> {
-    Box::pin(w.sale.warm_upcoming(w.horizon)).await.map_err(lambda::failure)
+    w.sale.metrics.invocation(Box::pin(w.sale.warm_upcoming(w.horizon))).await.map_err(lambda::failure)
 }

@@ -11,6 +11,14 @@ use crate::{
     redis::scripts::load_sale::LoadReply,
 };
 
+/// A change of an activity's limits (`PATCH /admin/activities/{id}`); `None` keeps the value.
+#[derive(Debug, Clone, Default)]
+pub struct LimitsChange {
+    pub rate_limit_per_sec: Option<u32>,
+    pub burst: Option<u32>,
+    pub per_user_per_min: Option<u32>,
+}
+
 /// What warming one activity did, and the sale as it reads now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Warmed {
@@ -108,6 +116,35 @@ impl Admin {
         per: u32,
     ) -> Result<Page<OrderRow>, AdminError> {
         Ok(self.db().list_orders(activity_id, status, page, per).await?)
+    }
+
+    /// Changes an activity's limits (rate, burst, per-user allowance) without a deploy. If
+    /// Redis holds this activity's sale, it is refreshed at once (stock kept): every buy
+    /// follows the new limits from its next call, every instance from its next reply.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn update_limits(
+        &self,
+        admin: &str,
+        activity_id: u64,
+        change: &LimitsChange,
+    ) -> Result<Activity, AdminError> {
+        if change.rate_limit_per_sec.is_none() && change.burst.is_none() && change.per_user_per_min.is_none() {
+            return Err(AdminError::Invalid("give at least one of rate_limit_per_sec, burst, per_user_per_min".into()));
+        }
+        let found = self
+            .db()
+            .update_activity_limits(activity_id, change.rate_limit_per_sec, change.burst, change.per_user_per_min)
+            .await?;
+        if !found {
+            return Err(AdminError::NotFound);
+        }
+        let activity = self.db().activity(activity_id).await?.ok_or(AdminError::NotFound)?;
+        tracing::info!(admin, action = "limits", activity_id, ?change, "admin action");
+        let live = self.sale.redis.sale(activity.product_id).await?;
+        if live.is_some_and(|s| s.activity_id == activity.id) {
+            self.sale.warm(&activity).await?;
+        }
+        Ok(activity)
     }
 
     /// Warms one activity on an admin's request; answers with the sale as it reads now.

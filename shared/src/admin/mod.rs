@@ -11,7 +11,7 @@ pub mod publish;
 pub mod reconcile;
 pub mod validation;
 
-pub use catalog::Warmed;
+pub use catalog::{LimitsChange, Warmed};
 pub use publish::{Published, render_page};
 pub use reconcile::Reconcile;
 pub use validation::{
@@ -48,10 +48,12 @@ impl From<StoreError> for AdminError {
     }
 }
 
-/// The admin function's state: the sale (Redis, MySQL) and where pages are published.
+/// The admin function's state: the sale (Redis, MySQL), where pages are published and the
+/// scope an admin token must carry (`ADMIN_SCOPE`).
 pub struct Admin {
     pub sale: Sale,
     pub publish_dir: std::path::PathBuf,
+    pub admin_scope: String,
 }
 
 impl Admin {

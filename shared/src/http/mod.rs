@@ -16,7 +16,7 @@ use lambda_http::{
 };
 use serde::Serialize;
 
-pub use identity::{has_admin_scope, require_admin, user};
+pub use identity::{has_scope, require_admin, user};
 pub use parse::{MAX_BODY_BYTES, deserialize_id, json_body, path_id, query};
 
 use crate::{admin::AdminError, sale::SaleError, telemetry::error_chain};
@@ -33,8 +33,6 @@ pub enum ApiError {
     Forbidden,
     #[error("no route matches this path")]
     RouteNotFound,
-    #[error("this route does not accept this method")]
-    MethodNotAllowed,
     #[error("no such product")]
     ProductNotFound,
     #[error("the sale has not started yet")]
@@ -70,7 +68,6 @@ impl ApiError {
             Self::RouteNotFound | Self::ProductNotFound | Self::OrderNotFound | Self::ActivityNotFound => {
                 StatusCode::NOT_FOUND
             }
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::SoldOut | Self::AlreadyBought { .. } | Self::OrderNotReady | Self::OrderCancelled => {
                 StatusCode::CONFLICT
             }
@@ -86,7 +83,6 @@ impl ApiError {
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::RouteNotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
             Self::ProductNotFound => "product_not_found",
             Self::SaleNotStarted | Self::SaleEnded => "sale_not_open",
             Self::SoldOut => "sold_out",

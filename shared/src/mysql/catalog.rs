@@ -37,7 +37,7 @@ impl Db {
     /// Inserts a product; with an idempotency key already used, returns that product's id.
     #[tracing::instrument(skip(self, product), fields(name = %product.name), err)]
     pub async fn insert_product(&self, product: &NewProduct, key: Option<&str>) -> Result<u64, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let done = sqlx::query(
             r#"INSERT INTO products (name, description, price_cents, image_url, idempotency_key) VALUES (?, ?, ?, ?, ?)"#,
         )
@@ -61,7 +61,7 @@ impl Db {
         match (done, key) {
             (Ok(done), _) => Ok(done.last_insert_id()),
             (Err(e), Some(key)) if super::is_duplicate(&e) => {
-                self.count();
+                let _statement = self.count();
                 sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT id FROM {table} WHERE idempotency_key = ?")))
                     .bind(key)
                     .fetch_one(&self.pool)
@@ -73,7 +73,7 @@ impl Db {
 
     #[tracing::instrument(skip(self), err)]
     pub async fn product(&self, id: u64) -> Result<Option<Product>, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?")))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -83,7 +83,7 @@ impl Db {
 
     #[tracing::instrument(skip(self), err)]
     pub async fn list_products(&self, page: u32, per: u32) -> Result<Page<Product>, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(&self.pool).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id LIMIT ? OFFSET ?"
@@ -99,14 +99,14 @@ impl Db {
     /// Every product id, for refilling a lost bloom filter.
     #[tracing::instrument(skip(self), err)]
     pub async fn product_ids(&self) -> Result<Vec<u64>, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         sqlx::query_scalar("SELECT id FROM products ORDER BY id").fetch_all(&self.pool).await
     }
 
     /// Product ids from `first` on.
     #[tracing::instrument(skip(self), err)]
     pub async fn product_ids_from(&self, first: u64) -> Result<Vec<u64>, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         sqlx::query_scalar("SELECT id FROM products WHERE id >= ? ORDER BY id").bind(first).fetch_all(&self.pool).await
     }
 
@@ -120,7 +120,7 @@ impl Db {
     /// `TIMESTAMP`, which the server turns into NULL past 2038.
     #[tracing::instrument(skip(self, a), fields(product_id = a.product_id), err)]
     pub async fn insert_activity_once(&self, a: &NewActivity, key: Option<&str>) -> Result<u64, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let done = sqlx::query(
             r#"INSERT INTO activities
                (product_id, stock, starts_at, ends_at, rate_limit_per_sec, burst, per_user_per_min, idempotency_key)
@@ -141,7 +141,7 @@ impl Db {
 
     #[tracing::instrument(skip(self), err)]
     pub async fn activity(&self, id: u64) -> Result<Option<Activity>, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ACTIVITY_COLUMNS} FROM activities WHERE id = ?")))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -149,9 +149,35 @@ impl Db {
         row.as_ref().map(activity_from_row).transpose()
     }
 
+    /// Sets an activity's limits (each `None` kept as it is); false when there is no such
+    /// activity.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn update_activity_limits(
+        &self,
+        id: u64,
+        rate_limit_per_sec: Option<u32>,
+        burst: Option<u32>,
+        per_user_per_min: Option<u32>,
+    ) -> Result<bool, sqlx::Error> {
+        let _statement = self.count();
+        // The row is matched by id alone, so a no-op change still reports the row (FOUND_ROWS).
+        let done = sqlx::query(
+            r#"UPDATE activities SET rate_limit_per_sec = COALESCE(?, rate_limit_per_sec),
+                   burst = COALESCE(?, burst), per_user_per_min = COALESCE(?, per_user_per_min)
+               WHERE id = ?"#,
+        )
+        .bind(rate_limit_per_sec)
+        .bind(burst)
+        .bind(per_user_per_min)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     #[tracing::instrument(skip(self), err)]
     pub async fn list_activities(&self, page: u32, per: u32) -> Result<Page<Activity>, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM activities").fetch_one(&self.pool).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ACTIVITY_COLUMNS} FROM activities ORDER BY id LIMIT ? OFFSET ?"
@@ -168,7 +194,7 @@ impl Db {
     /// one that ended last (so its final state still reads as `ended`).
     #[tracing::instrument(skip(self), err)]
     pub async fn current_activity(&self, product_id: u64, now: DateTime<Utc>) -> Result<Option<Activity>, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ACTIVITY_COLUMNS} FROM activities WHERE product_id = ? \
              ORDER BY (ends_at > ?) DESC, CASE WHEN ends_at > ? THEN starts_at END ASC, ends_at DESC LIMIT 1"
@@ -188,7 +214,7 @@ impl Db {
         now: DateTime<Utc>,
         horizon: std::time::Duration,
     ) -> Result<Vec<Activity>, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let until = now + chrono::Duration::from_std(horizon).unwrap_or(chrono::Duration::hours(1));
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ACTIVITY_COLUMNS} FROM activities WHERE starts_at <= ? AND ends_at > ? ORDER BY starts_at"
@@ -207,7 +233,7 @@ impl Db {
         now: DateTime<Utc>,
         horizon: std::time::Duration,
     ) -> Result<Vec<u64>, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let since = now - chrono::Duration::from_std(horizon).unwrap_or(chrono::Duration::days(1));
         let rows = sqlx::query(r#"SELECT DISTINCT product_id FROM activities WHERE ends_at > ?"#)
             .bind(since)
@@ -225,7 +251,7 @@ impl Db {
         if activity_ids.is_empty() {
             return Ok(Default::default());
         }
-        self.count();
+        let _statement = self.count();
         let mut q = sqlx::QueryBuilder::new(
             "SELECT a.id, p.price_cents FROM activities a JOIN products p ON p.id = a.product_id WHERE a.id IN (",
         );

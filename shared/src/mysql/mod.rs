@@ -44,6 +44,15 @@ async fn bound_statement_time(conn: &mut sqlx::MySqlConnection, limit: std::time
     Ok(())
 }
 
+/// A statement in flight: its time is recorded when the query function returns.
+struct Statement(std::time::Instant);
+
+impl Drop for Statement {
+    fn drop(&mut self) {
+        crate::telemetry::metrics::record_mysql(self.0.elapsed());
+    }
+}
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../sql");
 
 #[derive(Clone, Debug)]
@@ -82,8 +91,11 @@ impl Db {
         self.statements.load(Ordering::Relaxed)
     }
 
-    fn count(&self) {
+    /// Counts one statement; the guard times it (until the query function returns) into the
+    /// invocation's MySQL latencies.
+    fn count(&self) -> Statement {
         self.statements.fetch_add(1, Ordering::Relaxed);
+        Statement(std::time::Instant::now())
     }
 
     /// Creates the database named in the options if needed, then applies `sql/` migrations.

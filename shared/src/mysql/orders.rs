@@ -32,7 +32,7 @@ impl Db {
     /// order row (their unit is returned too), as the sale rebuild needs them.
     #[tracing::instrument(skip(self), err)]
     pub async fn order_keys(&self, activity_id: u64) -> Result<Vec<OrderKey>, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let rows = sqlx::query(
             r#"SELECT receipt, user_id, status IN ('cancelled', 'failed') AS returned, 0 AS dead FROM orders WHERE activity_id = ?
                UNION ALL
@@ -62,7 +62,7 @@ impl Db {
         if orders.is_empty() {
             return Ok(());
         }
-        self.count();
+        let _statement = self.count();
         let mut tx = self.pool.begin().await?;
         let mut q = sqlx::QueryBuilder::new(
             "INSERT INTO orders (receipt, activity_id, product_id, user_id, price_cents, created_at, pay_by) ",
@@ -85,7 +85,7 @@ impl Db {
 
     #[tracing::instrument(skip(self), err)]
     pub async fn order(&self, receipt: &str) -> Result<Option<OrderRow>, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE receipt = ?")))
             .bind(receipt)
             .fetch_optional(&self.pool)
@@ -100,7 +100,7 @@ impl Db {
         if receipts.is_empty() {
             return Ok(Vec::new());
         }
-        self.count();
+        let _statement = self.count();
         let mut q = sqlx::QueryBuilder::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE receipt IN ("));
         let mut list = q.separated(", ");
         for r in receipts {
@@ -115,7 +115,7 @@ impl Db {
     /// past `pay_by` by MySQL's clock, the one `pay` is judged by.
     #[tracing::instrument(skip(self), err)]
     pub async fn cancel_if_pending(&self, receipt: &str) -> Result<bool, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let done = sqlx::query(
             r#"UPDATE orders SET status = 'cancelled', cancelled_at = NOW(3)
                WHERE receipt = ? AND status = 'pending_payment' AND pay_by <= NOW(3)"#,
@@ -131,7 +131,7 @@ impl Db {
     /// anything read after the commit. `None`: no order row with this receipt (yet).
     #[tracing::instrument(skip(self), err)]
     pub async fn pay(&self, receipt: &str, user_id: &str) -> Result<Option<(OrderRow, bool)>, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             r#"UPDATE orders SET status = 'paid', paid_at = NOW(3)
@@ -161,7 +161,7 @@ impl Db {
         reason: &str,
         attempts: u32,
     ) -> Result<bool, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let mut tx = self.pool.begin().await?;
         let created_at = from_ms(message.created_at_ms).unwrap_or_else(Utc::now);
         let inserted = sqlx::query(
@@ -213,7 +213,7 @@ impl Db {
         payload: &str,
         reason: &str,
     ) -> Result<bool, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let done = sqlx::query(
             r#"INSERT IGNORE INTO dead_letters (receipt, activity_id, product_id, user_id, payload, reason, attempts)
                VALUES (?, ?, ?, ?, ?, ?, 0)"#,
@@ -231,7 +231,7 @@ impl Db {
 
     #[tracing::instrument(skip(self), err)]
     pub async fn dead_letter(&self, receipt: &str) -> Result<Option<DeadLetter>, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let row = sqlx::query(
             "SELECT receipt, activity_id, product_id, user_id, created_at FROM dead_letters WHERE receipt = ?",
         )
@@ -257,7 +257,7 @@ impl Db {
         if receipts.is_empty() {
             return Ok(());
         }
-        self.count();
+        let _statement = self.count();
         let mut tx = self.pool.begin().await?;
         for table in ["orders", "dead_letters"] {
             let mut q = sqlx::QueryBuilder::new(format!("UPDATE {table} SET unit_restored = 1 WHERE receipt IN ("));
@@ -275,7 +275,7 @@ impl Db {
     /// oldest first, at most `limit`. Returns how many it cancelled.
     #[tracing::instrument(skip(self), err)]
     pub async fn cancel_overdue(&self, grace: std::time::Duration, limit: u32) -> Result<u64, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let done = sqlx::query(
             r#"UPDATE orders SET status = 'cancelled', cancelled_at = NOW(3)
                WHERE status = 'pending_payment' AND pay_by < NOW(3) - INTERVAL ? MICROSECOND
@@ -291,7 +291,7 @@ impl Db {
     /// Cancelled or failed purchases whose unit is not yet recorded as restored, at most `limit`.
     #[tracing::instrument(skip(self), err)]
     pub async fn units_to_restore(&self, limit: u32) -> Result<Vec<Returned>, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let rows = sqlx::query(
             r#"(SELECT receipt, activity_id, product_id FROM orders
                 WHERE status IN ('cancelled', 'failed') AND unit_restored = 0 LIMIT ?)

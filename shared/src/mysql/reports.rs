@@ -18,7 +18,7 @@ impl Db {
         page: u32,
         per: u32,
     ) -> Result<Page<OrderRow>, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let status = status.map(|s| s.as_str());
         let total: i64 = sqlx::query_scalar(
             r#"SELECT COUNT(*) FROM orders WHERE (? IS NULL OR activity_id = ?) AND (? IS NULL OR status = ?)"#,
@@ -47,7 +47,7 @@ impl Db {
 
     #[tracing::instrument(skip(self), err)]
     pub async fn status_counts(&self, activity_id: u64) -> Result<StatusCounts, sqlx::Error> {
-        self.count();
+        let _statement = self.count();
         let rows =
             sqlx::query(r#"SELECT CAST(status AS CHAR), COUNT(*) FROM orders WHERE activity_id = ? GROUP BY status"#)
                 .bind(activity_id)
@@ -73,7 +73,7 @@ impl Db {
         if receipts.is_empty() {
             return Ok(Vec::new());
         }
-        self.count();
+        let _statement = self.count();
         let mut q = sqlx::QueryBuilder::new("SELECT receipt FROM orders WHERE receipt IN (");
         let mut list = q.separated(", ");
         for r in receipts {

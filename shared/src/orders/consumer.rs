@@ -7,7 +7,10 @@ use crate::{
     domain::{KnownOrder, NewOrder, OrderMessage, OrderRow, Record, TimeoutMessage},
     sale::{Sale, SaleError},
     sqs::Queue,
-    telemetry::error_chain,
+    telemetry::{
+        error_chain,
+        metrics::{Event, Metric},
+    },
 };
 
 /// A second purchase by a buyer who already has an order for the activity (Redis lost the
@@ -22,6 +25,23 @@ pub(crate) async fn reject_second_order(sale: &Sale, m: &OrderMessage) -> Result
     }
     sale.give_back(m.product_id, m.activity_id, &m.receipt).await?;
     Ok(())
+}
+
+/// `OrdersWritten` and `PipelineLag` (purchase to order row) by activity. A redelivered
+/// message counts again: SQS delivers at least once and the insert does not say which rows
+/// were new.
+fn record_written(sale: &Sale, stored: &[(&str, NewOrder)]) {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut by_activity: std::collections::BTreeMap<u64, Event> = std::collections::BTreeMap::new();
+    for (_, o) in stored {
+        let m = &o.message;
+        let event = by_activity.entry(m.activity_id).or_insert_with(|| Event::new(Some(m.activity_id)));
+        event.push(Metric::OrdersWritten, 1.0);
+        event.push(Metric::PipelineLag, (now_ms - m.created_at_ms).max(0) as f64);
+    }
+    for event in by_activity.into_values() {
+        sale.metrics.emit(event);
+    }
 }
 
 /// `order-consumer`: SQS `orders` -> MySQL, then the payment timeout and the outbox ack.
@@ -114,6 +134,8 @@ impl OrderConsumer {
                 failed.push(id.to_owned());
             }
         }
+
+        record_written(&self.sale, &stored);
 
         // The timeout for each stored order (also for a redelivered one: a second timeout
         // message is harmless, a missing one would leave the unit unpaid forever).

@@ -15,7 +15,10 @@ use crate::{
     domain::OrderMessage,
     sale::{Sale, SaleError},
     sqs::Queue,
-    telemetry::error_chain,
+    telemetry::{
+        error_chain,
+        metrics::{Event, Metric},
+    },
 };
 
 /// What one `outbox-retry` run did.
@@ -31,6 +34,11 @@ pub struct RetryReport {
     pub delivered_after_all: usize,
     /// Products still holding entries when the run's time budget ran out.
     pub unfinished: usize,
+    /// Entries left in the outboxes after the run (not yet acknowledged by the consumer).
+    pub pending: u64,
+    /// Age of the oldest entry this run claimed (every entry unacknowledged for longer than
+    /// `OUTBOX_RETRY_AFTER_SECS` is claimed at least once per backoff), in milliseconds.
+    pub oldest_age_ms: i64,
     pub sweep: SweepReport,
 }
 
@@ -63,6 +71,11 @@ impl OutboxRetry {
             }
         }
         report.sweep = sweep(&self.sale).await?;
+        self.sale.metrics.emit(
+            Event::new(None)
+                .add(Metric::OutboxPending, report.pending as f64)
+                .add(Metric::OutboxOldestAge, report.oldest_age_ms as f64 / 1000.0),
+        );
         tracing::info!(?report, elapsed_ms = started.elapsed().as_millis() as u64, "outbox retry run");
         Ok(report)
     }
@@ -89,6 +102,7 @@ impl OutboxRetry {
                         continue;
                     }
                 };
+                report.oldest_age_ms = report.oldest_age_ms.max(claim.now_ms - m.created_at_ms);
                 let reason = if c.attempts >= cfg.outbox_max_attempts {
                     Some(format!(
                         "the queue accepted the order message {} times and the consumer never took it",
@@ -107,7 +121,10 @@ impl OutboxRetry {
                     continue;
                 };
                 match self.dead_letter(&m, &c.message, &reason, c.attempts).await {
-                    Ok(true) => report.dead_lettered += 1,
+                    Ok(true) => {
+                        report.dead_lettered += 1;
+                        self.sale.metrics.emit(Event::new(Some(m.activity_id)).add(Metric::DeadLetters, 1.0));
+                    }
                     Ok(false) => report.delivered_after_all += 1,
                     Err(e) => {
                         tracing::error!(error = %error_chain(&e), receipt = %c.receipt, "dead-lettering failed; next run retries")
@@ -123,7 +140,7 @@ impl OutboxRetry {
                 break;
             }
         }
-        self.sale.redis.track_outbox(product_id).await?;
+        report.pending += self.sale.redis.track_outbox(product_id).await?;
         Ok(())
     }
 

@@ -5,7 +5,10 @@ use super::receipts::receipt_product;
 use crate::{
     domain::{DeadLetter, KnownOrder, OrderRow, OrderStatus},
     sale::{Sale, SaleError},
-    telemetry::error_chain,
+    telemetry::{
+        error_chain,
+        metrics::{Event, Metric},
+    },
 };
 
 /// Order status as the API shows it.
@@ -114,6 +117,7 @@ impl Orders {
             Some((o, paid_now)) if o.status == OrderStatus::Paid => {
                 if paid_now {
                     tracing::info!(receipt, user, "order paid");
+                    self.sale.metrics.emit(Event::new(Some(o.activity_id)).add(Metric::Payments, 1.0));
                 }
                 // After the commit, and never a reason to answer otherwise than paid.
                 self.keep(product_id, KnownOrder::Stored(o.clone())).await;

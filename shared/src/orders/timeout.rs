@@ -4,7 +4,10 @@ use crate::{
     domain::{OrderStatus, Record, TimeoutMessage},
     redis::scripts::restore::RestoreReply,
     sale::{Sale, SaleError},
-    telemetry::error_chain,
+    telemetry::{
+        error_chain,
+        metrics::{Event, Metric},
+    },
 };
 
 /// What a payment timeout did.
@@ -29,7 +32,9 @@ pub struct PaymentTimeouts {
 impl PaymentTimeouts {
     #[tracing::instrument(skip(self), fields(receipt = %msg.receipt), err)]
     pub async fn expire(&self, msg: &TimeoutMessage) -> Result<Expired, SaleError> {
-        if !self.sale.db.cancel_if_pending(&msg.receipt).await? {
+        if self.sale.db.cancel_if_pending(&msg.receipt).await? {
+            self.sale.metrics.emit(Event::new(Some(msg.activity_id)).add(Metric::Cancellations, 1.0));
+        } else {
             // Not cancelled by this call: paid, or cancelled by an attempt that may have
             // crashed before restoring (the restore below is idempotent).
             match self.sale.db.order(&msg.receipt).await? {

@@ -19,7 +19,7 @@ use redis::{
     cluster_async::ClusterConnection,
 };
 
-use crate::config::RedisConfig;
+use crate::{config::RedisConfig, telemetry::metrics};
 
 /// A start-up failure: the variable to look at and why.
 #[derive(Debug, thiserror::Error)]
@@ -128,18 +128,24 @@ impl Cluster {
     }
 }
 
+/// Every round trip is timed into the invocation's latencies (`telemetry::metrics::calls`).
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => Box::pin(async move {
-                let seen = c.generation();
-                match c.connection().req_packed_command(cmd).await {
-                    Err(e) if c.recover(&e, seen).await => c.connection().req_packed_command(cmd).await,
-                    other => other,
+        Box::pin(async move {
+            let started = Instant::now();
+            let reply = match self {
+                Conn::Single(c) => c.req_packed_command(cmd).await,
+                Conn::Cluster(c) => {
+                    let seen = c.generation();
+                    match c.connection().req_packed_command(cmd).await {
+                        Err(e) if c.recover(&e, seen).await => c.connection().req_packed_command(cmd).await,
+                        other => other,
+                    }
                 }
-            }),
-        }
+            };
+            metrics::record_redis(started.elapsed());
+            reply
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -148,16 +154,23 @@ impl ConnectionLike for Conn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Conn::Cluster(c) => Box::pin(async move {
-                let seen = c.generation();
-                match c.connection().req_packed_commands(cmd, offset, count).await {
-                    Err(e) if c.recover(&e, seen).await => c.connection().req_packed_commands(cmd, offset, count).await,
-                    other => other,
+        Box::pin(async move {
+            let started = Instant::now();
+            let reply = match self {
+                Conn::Single(c) => c.req_packed_commands(cmd, offset, count).await,
+                Conn::Cluster(c) => {
+                    let seen = c.generation();
+                    match c.connection().req_packed_commands(cmd, offset, count).await {
+                        Err(e) if c.recover(&e, seen).await => {
+                            c.connection().req_packed_commands(cmd, offset, count).await
+                        }
+                        other => other,
+                    }
                 }
-            }),
-        }
+            };
+            metrics::record_redis(started.elapsed());
+            reply
+        })
     }
 
     fn get_db(&self) -> i64 {

@@ -13,10 +13,10 @@ use super::{
     memo::{self, Memo},
 };
 use crate::{
-    domain::{OrderMessage, SaleState, UserId},
+    domain::{SaleState, UserId},
     redis::{
         buyers::{BuyersRead, LiveBuyers},
-        scripts::buy::BuyReply,
+        scripts::buy::{BuyReply, Limits},
     },
     sqs::Queue,
 };
@@ -29,6 +29,14 @@ pub enum BuyOutcome {
     AlreadyBought { receipt: String },
     NotOpen { state: SaleState, at_ms: i64 },
     RateLimited { retry_after: Duration },
+}
+
+/// An outcome and the activity that decided it (`None`: this instance turned the press away
+/// before any sale was asked, e.g. its own token bucket before it learnt the activity).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: BuyOutcome,
+    pub activity_id: Option<u64>,
 }
 
 /// The buy function's state: the sale, the `orders` queue, this instance's token buckets and
@@ -45,15 +53,17 @@ pub struct BuyService {
 #[derive(Debug, Clone)]
 pub struct Known {
     outcome: BuyOutcome,
+    activity_id: Option<u64>,
     buyers: Option<Arc<LiveBuyers>>,
 }
 
 impl Known {
-    fn answer(&self, user: &UserId) -> BuyOutcome {
-        match self.buyers.as_ref().and_then(|b| b.receipts.get(user.as_str())) {
+    fn answer(&self, user: &UserId) -> Decision {
+        let outcome = match self.buyers.as_ref().and_then(|b| b.receipts.get(user.as_str())) {
             Some(receipt) => BuyOutcome::AlreadyBought { receipt: receipt.clone() },
             None => self.outcome.clone(),
-        }
+        };
+        Decision { outcome, activity_id: self.activity_id }
     }
 }
 
@@ -75,7 +85,8 @@ impl BuyService {
     /// Keeps an answer Redis gave that holds for every user of the sale for a while (with the
     /// sale's buyers, where it is sold out or ended). If the buyers cannot be read, nothing is
     /// kept: the next request asks Redis again.
-    async fn remember(&self, product_id: u64, outcome: &BuyOutcome) {
+    async fn remember(&self, product_id: u64, decision: &Decision) {
+        let outcome = &decision.outcome;
         let cfg = &self.sale.cfg;
         let (ttl, with_buyers) = match outcome {
             BuyOutcome::SoldOut | BuyOutcome::NotOpen { state: SaleState::Ended, .. } => (cfg.memo_ttl, true),
@@ -110,7 +121,8 @@ impl BuyService {
         } else {
             None
         };
-        self.memo.put(product_id, Known { outcome: outcome.clone(), buyers }, Instant::now(), ttl);
+        let known = Known { outcome: outcome.clone(), activity_id: decision.activity_id, buyers };
+        self.memo.put(product_id, known, Instant::now(), ttl);
     }
 }
 
@@ -122,7 +134,7 @@ impl BuyService {
     /// record (nothing was promised); if not, `outbox-retry` sends it and a retry of the buy
     /// answers `already_bought` with its receipt.
     #[tracing::instrument(skip(self, user), fields(user = user.as_str()), err)]
-    pub async fn buy(&self, user: &UserId, product_id: u64, freshness: Freshness) -> Result<BuyOutcome, SaleError> {
+    pub async fn buy(&self, user: &UserId, product_id: u64, freshness: Freshness) -> Result<Decision, SaleError> {
         let now = Instant::now();
         if freshness == Freshness::MayUseMemo
             && let Some(known) = self.memo.get_or_refresh(product_id, now, memo::REFRESH, |k| {
@@ -132,19 +144,23 @@ impl BuyService {
             return Ok(known.answer(user));
         }
         if let Err(retry_after) = self.limiter.try_acquire(product_id, now) {
-            return Ok(BuyOutcome::RateLimited { retry_after });
+            let activity_id = self.limiter.activity(product_id);
+            return Ok(Decision { outcome: BuyOutcome::RateLimited { retry_after }, activity_id });
         }
-        let outcome = self.ask_redis(user, product_id).await?;
-        self.remember(product_id, &outcome).await;
-        Ok(outcome)
+        let decision = self.ask_redis(user, product_id).await?;
+        self.remember(product_id, &decision).await;
+        Ok(decision)
     }
 
-    async fn ask_redis(&self, user: &UserId, product_id: u64) -> Result<BuyOutcome, SaleError> {
+    async fn ask_redis(&self, user: &UserId, product_id: u64) -> Result<Decision, SaleError> {
         let mut rebuilt = false;
         loop {
             let reply = self.sale.redis.buy(product_id, user.as_str(), self.sale.cfg.outbox_retry_after).await?;
-            let learn = |limits| self.limiter.learn(product_id, limits, Instant::now());
-            return Ok(match reply {
+            let learn = |limits: Limits| {
+                self.limiter.learn(product_id, limits, Instant::now());
+                Some(limits.activity_id)
+            };
+            let (outcome, activity_id) = match reply {
                 BuyReply::NotLoaded if !rebuilt => {
                     self.sale.ensure_loaded(product_id).await?;
                     rebuilt = true;
@@ -154,40 +170,27 @@ impl BuyService {
                 BuyReply::NoActivity => return Err(SaleError::ProductNotFound),
                 BuyReply::Queued { receipt, message, limits } => {
                     learn(limits);
-                    let activity_id = match serde_json::from_str::<OrderMessage>(&message) {
-                        Ok(m) => m.activity_id,
-                        Err(e) => {
-                            tracing::error!(error = %e, %message, "buy.lua wrote a message that does not parse");
-                            0
-                        }
-                    };
                     if let Err(e) = self.queue.send(&message).await {
                         tracing::warn!(error = %e, %receipt, "order message not sent now; outbox-retry will resend it");
                     }
-                    BuyOutcome::Queued { receipt, activity_id }
+                    let activity_id = learn(limits).unwrap_or_default();
+                    (BuyOutcome::Queued { receipt, activity_id }, Some(activity_id))
                 }
-                BuyReply::SoldOut { limits } => {
-                    learn(limits);
-                    BuyOutcome::SoldOut
-                }
-                BuyReply::AlreadyBought { receipt, limits } => {
-                    learn(limits);
-                    BuyOutcome::AlreadyBought { receipt }
-                }
+                BuyReply::SoldOut { limits } => (BuyOutcome::SoldOut, learn(limits)),
+                BuyReply::AlreadyBought { receipt, limits } => (BuyOutcome::AlreadyBought { receipt }, learn(limits)),
                 BuyReply::NotStarted { starts_at_ms, limits } => {
-                    learn(limits);
-                    BuyOutcome::NotOpen { state: SaleState::Upcoming, at_ms: starts_at_ms }
+                    (BuyOutcome::NotOpen { state: SaleState::Upcoming, at_ms: starts_at_ms }, learn(limits))
                 }
                 BuyReply::Ended { ends_at_ms, limits } => {
-                    learn(limits);
-                    BuyOutcome::NotOpen { state: SaleState::Ended, at_ms: ends_at_ms }
+                    (BuyOutcome::NotOpen { state: SaleState::Ended, at_ms: ends_at_ms }, learn(limits))
                 }
                 BuyReply::UserLimited { retry_after_ms, limits }
                 | BuyReply::ActivityLimited { retry_after_ms, limits } => {
-                    learn(limits);
-                    BuyOutcome::RateLimited { retry_after: Duration::from_millis(retry_after_ms.max(0) as u64) }
+                    let retry_after = Duration::from_millis(retry_after_ms.max(0) as u64);
+                    (BuyOutcome::RateLimited { retry_after }, learn(limits))
                 }
-            });
+            };
+            return Ok(Decision { outcome, activity_id });
         }
     }
 }

@@ -46,6 +46,12 @@ impl Limiter {
         }
     }
 
+    /// The activity whose limits this instance last learnt for the product.
+    pub fn activity(&self, product_id: u64) -> Option<u64> {
+        let buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        buckets.get(&product_id).map(|b| b.limits.activity_id)
+    }
+
     /// Follows the activity's current limits.
     pub fn learn(&self, product_id: u64, limits: Limits, now: Instant) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -70,7 +76,7 @@ mod tests {
     fn burst_then_refuses_then_refills_at_the_rate() {
         let l = Limiter::default();
         let t0 = Instant::now();
-        l.learn(1, Limits { rate_per_sec: 10, burst: 3 }, t0);
+        l.learn(1, Limits { rate_per_sec: 10, burst: 3, activity_id: 1 }, t0);
         for _ in 0..3 {
             assert!(l.try_acquire(1, t0).is_ok());
         }
@@ -85,10 +91,10 @@ mod tests {
         let l = Limiter::default();
         let t0 = Instant::now();
         assert!(l.try_acquire(9, t0).is_ok());
-        l.learn(9, Limits { rate_per_sec: 1, burst: 1 }, t0);
+        l.learn(9, Limits { rate_per_sec: 1, burst: 1, activity_id: 1 }, t0);
         assert!(l.try_acquire(9, t0).is_ok());
         assert!(l.try_acquire(9, t0).is_err());
-        l.learn(9, Limits { rate_per_sec: 1000, burst: 1 }, t0);
+        l.learn(9, Limits { rate_per_sec: 1000, burst: 1, activity_id: 1 }, t0);
         assert!(l.try_acquire(9, t0 + Duration::from_millis(2)).is_ok());
     }
 }

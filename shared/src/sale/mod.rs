@@ -19,7 +19,7 @@ pub mod restore;
 pub mod stock;
 pub mod warm;
 
-pub use buy::{BuyOutcome, BuyService, Freshness};
+pub use buy::{BuyOutcome, BuyService, Decision, Freshness};
 pub use stock::{StockQuery, StockView};
 pub use warm::WarmReport;
 
@@ -27,6 +27,7 @@ use crate::{
     config::{CoreConfig, SaleConfig},
     mysql::Db,
     redis::{RedisStore, StoreError},
+    telemetry::metrics::Metrics,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -41,21 +42,24 @@ pub enum SaleError {
     RebuildBusy,
 }
 
-/// Redis + MySQL, as every sale path needs them.
+/// Redis + MySQL, as every sale path needs them, and the function's metrics.
 #[derive(Clone)]
 pub struct Sale {
     pub redis: RedisStore,
     pub db: Db,
     pub cfg: SaleConfig,
+    pub metrics: Metrics,
 }
 
-/// Builds the sale's state once per cold start. MySQL connects on first use; Redis as
+/// Builds the sale's state once per cold start, for the function named `function` (its
+/// metrics' `Function` dimension). MySQL connects on first use; Redis as
 /// [`RedisStore::connect`] says (a cluster's topology is read now). An error names the
 /// variable to fix.
-pub async fn connect(core: &CoreConfig) -> Result<Sale, StoreError> {
+pub async fn connect(core: &CoreConfig, function: &'static str) -> Result<Sale, StoreError> {
     Ok(Sale {
         redis: RedisStore::connect(&core.redis).await?,
         db: Db::connect_lazy(&core.mysql),
         cfg: core.sale.clone(),
+        metrics: Metrics::new(&core.metrics, function),
     })
 }

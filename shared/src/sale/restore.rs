@@ -2,7 +2,10 @@
 //! then recorded in MySQL (`unit_restored`); until that record exists, the sweep redoes it.
 
 use super::{Sale, SaleError};
-use crate::redis::scripts::restore::RestoreReply;
+use crate::{
+    redis::scripts::restore::RestoreReply,
+    telemetry::metrics::{Event, Metric},
+};
 
 impl Sale {
     /// Gives a returned purchase's unit back, once. If the sale is not in Redis, it is rebuilt
@@ -37,6 +40,9 @@ impl Sale {
     #[tracing::instrument(skip(self), err)]
     pub async fn give_back(&self, product_id: u64, activity_id: u64, receipt: &str) -> Result<RestoreReply, SaleError> {
         let reply = self.restore_unit(product_id, activity_id, receipt).await?;
+        if reply == RestoreReply::Restored {
+            self.metrics.emit(Event::new(Some(activity_id)).add(Metric::UnitsRestored, 1.0));
+        }
         // The buyer's next poll must not read the kept "pending_payment"; if this fails, a
         // pending entry past its pay_by is not trusted anyway (redis::order_status).
         if let Err(e) = self.redis.forget_order_status(product_id, receipt).await {

@@ -50,11 +50,13 @@ pub enum BuyReply {
 }
 
 /// The activity's per-instance token bucket settings, carried back by every reply so an
-/// instance follows an admin's change without a deploy and without an extra round trip.
+/// instance follows an admin's change without a deploy and without an extra round trip, and
+/// the activity's id (for the metrics' `Activity` dimension).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub rate_per_sec: u32,
     pub burst: u32,
+    pub activity_id: u64,
 }
 
 impl BuyReply {
@@ -68,6 +70,7 @@ impl BuyReply {
         let limits = Limits {
             rate_per_sec: int(items.get(2)).and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
             burst: int(items.get(3)).and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+            activity_id: int(items.get(4)).and_then(|v| u64::try_from(v).ok()).unwrap_or(0),
         };
         let detail_int = || int(items.get(1)).ok_or_else(|| bad(format!("{items:?}")));
         Ok(match code {
@@ -75,7 +78,7 @@ impl BuyReply {
             7 => Self::NoActivity,
             1 => Self::Queued {
                 receipt: detail()?,
-                message: text(items.get(4)).ok_or_else(|| bad(format!("{items:?}")))?,
+                message: text(items.get(5)).ok_or_else(|| bad(format!("{items:?}")))?,
                 limits,
             },
             2 => Self::SoldOut { limits },
@@ -137,14 +140,21 @@ mod tests {
 
     #[test]
     fn a_queued_reply_carries_receipt_message_and_limits() -> Result<(), Box<dyn std::error::Error>> {
-        let v = Value::Array(vec![Value::Int(1), bulk("3-7-alice-100"), Value::Int(500), Value::Int(50), bulk("{}")]);
+        let v = Value::Array(vec![
+            Value::Int(1),
+            bulk("3-7-alice-100"),
+            Value::Int(500),
+            Value::Int(50),
+            bulk("1"),
+            bulk("{}"),
+        ]);
         let reply = BuyReply::from_value(&v)?;
         assert_eq!(
             reply,
             BuyReply::Queued {
                 receipt: "3-7-alice-100".into(),
                 message: "{}".into(),
-                limits: Limits { rate_per_sec: 500, burst: 50 }
+                limits: Limits { rate_per_sec: 500, burst: 50, activity_id: 1 }
             }
         );
         Ok(())

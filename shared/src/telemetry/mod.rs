@@ -1,4 +1,7 @@
-//! Tracing set-up: JSON lines in Lambda (CloudWatch), readable lines locally.
+//! Tracing set-up: JSON lines in Lambda (CloudWatch), readable lines locally; error chains;
+//! [`metrics`]: CloudWatch Embedded Metric Format lines (and their local Prometheus view).
+
+pub mod metrics;
 
 use tracing_subscriber::{EnvFilter, fmt};
 
