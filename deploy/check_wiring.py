@@ -10,7 +10,7 @@ Compares, in both directions:
                  requires the AdminScope parameter, `!Ref AdminScope` or its default written out)
   functions      BuildProperties.Binary, and the set of environment variable names
                  (Globals.Function.Environment merged with the function's own)
-  event_sources  SQS events: function, queue logical id, batch size
+  event_sources  SQS events: function, queue logical id, batch size, batching window
   schedules      Schedule / ScheduleV2 events: function, expression
 
 Prints every difference and exits 1; prints "wiring matches template.yaml" and exits 0 when
@@ -108,6 +108,7 @@ def from_template(template):
                     "function": name,
                     "queue": ref_target(ep.get("Queue")),
                     "batch_size": ep.get("BatchSize", SQS_DEFAULT_BATCH),
+                    "batching_window_secs": ep.get("MaximumBatchingWindowInSeconds", 0),
                 })
             elif kind in ("Schedule", "ScheduleV2"):
                 expr = ep.get("Schedule") if kind == "Schedule" else ep.get("ScheduleExpression")
@@ -161,7 +162,9 @@ def compare(template_wiring, local, diffs):
 
     # SQS event sources: keyed by function + queue.
     def sources(items):
-        return {(s.get("function"), s.get("queue")): s.get("batch_size") for s in items}
+        return {
+            (s.get("function"), s.get("queue")): (s.get("batch_size"), s.get("batching_window_secs", 0)) for s in items
+        }
 
     t_src, l_src = sources(template_wiring["event_sources"]), sources(local.get("event_sources") or [])
     for key in sorted(set(t_src) | set(l_src), key=str):
@@ -171,7 +174,7 @@ def compare(template_wiring, local, diffs):
         elif key not in t_src:
             diffs.append(f"{label}: in the wiring (batch {l_src[key]}) but not in template.yaml")
         elif t_src[key] != l_src[key]:
-            diffs.append(f"{label}: batch size is {t_src[key]} in template.yaml, {l_src[key]} in the wiring")
+            diffs.append(f"{label}: (batch size, batching window s) is {t_src[key]} in template.yaml, {l_src[key]} in the wiring")
 
     # Schedules: set of (function, expression).
     t_sch = {(s["function"], s["schedule"]) for s in template_wiring["schedules"]}

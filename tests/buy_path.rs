@@ -309,7 +309,7 @@ async fn bad_input_gets_a_4xx_body_and_changes_nothing() {
     let good = env.token("ivy");
     let expired = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &serde_json::json!({"sub": "ivy", "exp": chrono::Utc::now().timestamp() - 3600}),
+        &serde_json::json!({"sub": "ivy", "exp": chrono::Utc::now().timestamp() - 3600, "iss": runner::auth::LOCAL_ISSUER, "aud": runner::auth::LOCAL_AUDIENCE}),
         &jsonwebtoken::EncodingKey::from_secret(flash_tests::SECRET.as_bytes()),
     )
     .unwrap();

@@ -152,7 +152,11 @@ impl App {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         let event = event(route, &parts, &body, params, claims, peer, n);
         // lambda_http's own event-to-request conversion, as in Lambda.
-        let request = lambda_http::Request::from(LambdaRequest::ApiGatewayV2(event));
+        let mut request = lambda_http::Request::from(LambdaRequest::ApiGatewayV2(event));
+        // The invocation's context, with its deadline (the function's Timeout), as Lambda gives it.
+        request
+            .extensions_mut()
+            .insert(crate::events::invocation_context(crate::wiring::HTTP_TIMEOUT, format!("local-{n}")));
         let result = match route.function {
             Function::StockQuery => stock_query::handler(&self.stock_query, request).await,
             Function::Buy => buy::handler(&self.buy, request).await,
@@ -239,12 +243,56 @@ fn event(
     event.route_key = Some(route_key);
     event.raw_path = Some(parts.uri.path().to_owned());
     event.raw_query_string = Some(parts.uri.query().unwrap_or("").to_owned());
-    event.headers = parts.headers.clone();
-    event.path_parameters = params.into_iter().collect();
+    let (headers, cookies) = gateway_headers(&parts.headers);
+    event.headers = headers;
+    event.cookies = (!cookies.is_empty()).then_some(cookies);
+    event.path_parameters = params.into_iter().map(|(k, v)| (k, percent_decode(&v))).collect();
     event.request_context = context;
     event.body = Some(body);
     event.is_base64_encoded = is_base64;
     event
+}
+
+/// Headers as an HTTP API (payload 2.0) hands them over: one entry per name, repeated
+/// headers joined with commas, and `Cookie` moved out into `cookies` (one entry per cookie).
+fn gateway_headers(headers: &hyper::HeaderMap) -> (hyper::HeaderMap, Vec<String>) {
+    let mut out = hyper::HeaderMap::new();
+    let mut cookies = Vec::new();
+    for name in headers.keys() {
+        let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+        if name == hyper::header::COOKIE {
+            cookies.extend(
+                values.iter().flat_map(|v| v.split(';')).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned),
+            );
+            continue;
+        }
+        if let Ok(joined) = hyper::header::HeaderValue::from_str(&values.join(",")) {
+            out.insert(name.clone(), joined);
+        }
+    }
+    (out, cookies)
+}
+
+/// A path parameter as API Gateway passes it: percent-decoded (left as sent if the decoded
+/// bytes are not UTF-8).
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| raw.to_owned())
 }
 
 fn to_hyper(response: Response<Body>) -> Response<Full<Bytes>> {
@@ -283,5 +331,31 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_headers_are_joined_with_commas_and_cookies_move_to_their_own_list() {
+        let mut h = hyper::HeaderMap::new();
+        h.append("x-tag", "a".parse().unwrap());
+        h.append("x-tag", "b".parse().unwrap());
+        h.append("cookie", "s=1; theme=dark".parse().unwrap());
+        h.append("cookie", "lang=en".parse().unwrap());
+        let (headers, cookies) = gateway_headers(&h);
+        assert_eq!(headers.get_all("x-tag").iter().collect::<Vec<_>>(), vec!["a,b"]);
+        assert!(headers.get("cookie").is_none());
+        assert_eq!(cookies, vec!["s=1", "theme=dark", "lang=en"]);
+    }
+
+    #[test]
+    fn path_parameters_are_percent_decoded() {
+        assert_eq!(percent_decode("1-1-al%40ce-3"), "1-1-al@ce-3");
+        assert_eq!(percent_decode("caf%C3%A9"), "café");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%FF"), "%FF", "not UTF-8: left as sent");
     }
 }

@@ -14,6 +14,15 @@ use crate::{
 
 /// Records per invocation of an SQS-triggered function (template.yaml: BatchSize).
 pub const BATCH_SIZE: i32 = 10;
+/// template.yaml: MaximumBatchingWindowInSeconds of both SQS events.
+pub const BATCHING_WINDOW: Duration = Duration::from_secs(1);
+/// template.yaml: each function's Timeout (the deadline of a local invocation's Context).
+pub const ORDER_CONSUMER_TIMEOUT: Duration = Duration::from_secs(30);
+pub const PAYMENT_TIMEOUT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const OUTBOX_RETRY_TIMEOUT: Duration = Duration::from_secs(60);
+pub const WARMUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The HTTP functions' Timeout (StockQuery, Buy, Orders, Admin).
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -91,7 +100,11 @@ impl Settings {
             batch_size: BATCH_SIZE,
             wait: self.local.poll_wait,
             concurrency: self.local.pollers,
-            visibility_timeout: self.local.visibility_timeout,
+            batching_window: BATCHING_WINDOW,
+            function_timeout: match consumer {
+                Consumer::OrderConsumer => ORDER_CONSUMER_TIMEOUT,
+                Consumer::PaymentTimeout => PAYMENT_TIMEOUT_TIMEOUT,
+            },
         };
         vec![
             source(Consumer::OrderConsumer, &self.orders_queue_url),
@@ -170,7 +183,12 @@ pub fn manifest(settings_every: Duration) -> serde_json::Value {
         .into_iter()
         .map(|c| {
             let (function, queue) = queue_of(c);
-            serde_json::json!({"function": function, "queue": queue, "batch_size": BATCH_SIZE})
+            serde_json::json!({
+                "function": function,
+                "queue": queue,
+                "batch_size": BATCH_SIZE,
+                "batching_window_secs": BATCHING_WINDOW.as_secs(),
+            })
         })
         .collect();
     serde_json::json!({

@@ -329,8 +329,6 @@ pub fn local_jwt_secret() -> Result<String, ConfigError> {
 pub struct LocalConfig {
     pub listen_addr: String,
     pub web_dir: PathBuf,
-    /// Visibility timeout of a received batch (template.yaml: 6 x the consumer's timeout).
-    pub visibility_timeout: Duration,
     /// Long-poll wait of the local pollers.
     pub poll_wait: Duration,
     /// Pollers per queue (the event source mapping's maximum concurrency).
@@ -344,7 +342,6 @@ impl LocalConfig {
         Ok(Self {
             listen_addr: var_or("LISTEN_ADDR", "127.0.0.1:3000"),
             web_dir: var_or("WEB_DIR", "web").into(),
-            visibility_timeout: Duration::from_secs(parsed_or("SQS_VISIBILITY_TIMEOUT_SECS", 180)?),
             poll_wait: Duration::from_secs(parsed_or("SQS_POLL_WAIT_SECS", 5)?),
             pollers: parsed_or("SQS_POLLERS", 2)?,
             schedule_every: Duration::from_secs(parsed_or("OUTBOX_RETRY_EVERY_SECS", 60)?),

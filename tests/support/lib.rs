@@ -192,7 +192,6 @@ impl TestEnv {
             local: LocalConfig {
                 listen_addr: "127.0.0.1:0".into(),
                 web_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web"),
-                visibility_timeout: opts.visibility_timeout,
                 poll_wait: Duration::from_secs(1),
                 pollers: 2,
                 schedule_every: Duration::from_secs(1),
