@@ -67,6 +67,12 @@ echo "== wiring: the runner against template.yaml"
 cargo build -p runner --bin flash-local
 target/debug/flash-local wiring | "$(ls -d "$HOME"/.cache/flash-sale/sam-venv-*/bin | head -n 1)/python" deploy/check_wiring.py
 
+echo "== openapi.yaml: its routes against the runner and template.yaml"
+target/debug/flash-local wiring | "$(ls -d "$HOME"/.cache/flash-sale/sam-venv-*/bin | head -n 1)/python" deploy/check_openapi.py
+
+echo "== Schemathesis: every route of openapi.yaml, generated and mutated inputs, against the runner"
+bash scripts/schemathesis.sh
+
 echo "== the sale page in headless Chromium"
 bash scripts/e2e.sh
 

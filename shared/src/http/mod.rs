@@ -17,7 +17,7 @@ use lambda_http::{
 use serde::Serialize;
 
 pub use identity::{has_scope, require_admin, user};
-pub use parse::{MAX_BODY_BYTES, deserialize_id, json_body, path_id, query};
+pub use parse::{MAX_ADMIN_BODY_BYTES, MAX_BODY_BYTES, deserialize_id, json_body, json_body_up_to, path_id, query};
 
 use crate::{admin::AdminError, sale::SaleError, telemetry::error_chain};
 
@@ -25,8 +25,8 @@ use crate::{admin::AdminError, sale::SaleError, telemetry::error_chain};
 pub enum ApiError {
     #[error("{0}")]
     InvalidRequest(String),
-    #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
-    PayloadTooLarge,
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
     #[error("a valid bearer token is required")]
     Unauthenticated,
     #[error("this route requires the admin scope")]
@@ -62,7 +62,7 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::SaleNotStarted | Self::SaleEnded => StatusCode::FORBIDDEN,
             Self::RouteNotFound | Self::ProductNotFound | Self::OrderNotFound | Self::ActivityNotFound => {
@@ -79,7 +79,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
-            Self::PayloadTooLarge => "payload_too_large",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::RouteNotFound => "not_found",
@@ -106,6 +106,11 @@ impl ApiError {
         }
         let body = serde_json::json!({ "error": error });
         let mut response = json(self.status_code(), &body);
+        if let Self::Unauthenticated = self {
+            // RFC 7235: a 401 names its challenge (the token was valid for the gateway, but
+            // its subject is not a usable user id).
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
+        }
         if let Self::RateLimited { retry_after } = self {
             let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -5,8 +5,10 @@ use serde::de::DeserializeOwned;
 
 use super::ApiError;
 
-/// Largest request body any route accepts.
+/// Largest request body the public routes accept.
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
+/// Largest admin body: a product's description may hold 10,000 characters (up to 4 bytes each).
+pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
 
 /// A query-string parameter, if present.
 pub fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
@@ -15,9 +17,14 @@ pub fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 
 /// The body as `T` (which should deny unknown fields), or a 4xx that says what is wrong.
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    json_body_up_to(req, MAX_BODY_BYTES)
+}
+
+/// [`json_body`] with its own size limit.
+pub fn json_body_up_to<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, ApiError> {
     let bytes: &[u8] = req.body().as_ref();
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge);
+    if bytes.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
     }
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Err(ApiError::InvalidRequest("a JSON body is required".into())),
