@@ -10,12 +10,14 @@
 //! function as an `SqsEvent`, delete what succeeded and leave the reported failures to come
 //! back after the visibility timeout. Schedules invoke their function on a fixed interval.
 //!
-//! Layout: [`routes`] is the wiring table, [`auth`] the JWT check, [`gateway`] the event
-//! building and the server, [`events`] the SQS pollers and schedules.
+//! Layout: [`routes`] is the wiring table, [`auth`] the JWT check, [`cors`] the HttpApi's CORS
+//! answers, [`gateway`] the event building and the server, [`events`] the SQS pollers and
+//! schedules.
 
 #![recursion_limit = "256"] // the futures that reach the library's rebuild paths nest deeply (release builds)
 
 pub mod auth;
+pub mod cors;
 pub mod demo;
 pub mod events;
 pub mod gateway;
