@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 source scripts/services.sh
+echo "checking the SAM CLI + cargo-lambda venv (deploy/sam.sh)"
 deploy/sam.sh --version >/dev/null             # makes sure the venv (with cargo-lambda) exists
 venv=$(ls -d "$HOME"/.cache/flash-sale/sam-venv-* | head -n 1)
 export PATH="$venv/bin:$PATH"
@@ -27,14 +28,17 @@ port=${LAMBDA_PORT:-9311}
 cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" >"$log" 2>&1 &
 watch_pid=$!
 trap 'kill $watch_pid 2>/dev/null; wait $watch_pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 120); do
+echo "waiting for cargo lambda watch on 127.0.0.1:$port (log: $log)"
+for i in $(seq 1 120); do
   curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+  ((i % 10 == 0)) && echo "still waiting for cargo lambda watch ($i s)"
   sleep 1
 done
 
 # Compile every function first, so the timings below are process start + first response.
 cargo build --bins -p stock-query -p buy -p orders -p admin -p order-consumer -p payment-timeout -p outbox-retry -p warmup
 
+echo "invoking every function with its sample event"
 pass=0 fail=0
 invoke() { # invoke BINARY EVENT PYTHON_CHECK (the check sees the response as `r`)
   local bin=$1 event=$2 check=$3 out start end

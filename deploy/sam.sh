@@ -14,11 +14,24 @@ root=$(dirname "$here")
 pins_hash=$(sha256sum "$here/requirements.txt" | cut -c1-12)
 venv=${SAM_VENV:-$HOME/.cache/flash-sale/sam-venv-$pins_hash}
 
+# with_heartbeat WHAT COMMAND...: runs COMMAND, saying "still WHAT (N s)" every 10 s meanwhile.
+with_heartbeat() {
+  local what=$1 rc=0 beat; shift
+  (n=0 sleeper=
+   trap '[[ -z $sleeper ]] || kill "$sleeper" 2>/dev/null; exit 0' TERM
+   while :; do sleep 10 & sleeper=$!; wait "$sleeper"; n=$((n + 10)); echo "  still $what ($n s)"; done) >&2 &
+  beat=$!
+  "$@" || rc=$?
+  kill "$beat" 2>/dev/null; wait "$beat" 2>/dev/null || true
+  return "$rc"
+}
+
 if [[ ! -f $venv/.installed ]]; then
-  echo "installing SAM CLI and cargo-lambda into $venv (pinned, once)" >&2
+  echo "installing SAM CLI and cargo-lambda into $venv (pinned, once; pip takes a few minutes)" >&2
   rm -rf "$venv"
   "${PYTHON:-python3}" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+  with_heartbeat "installing SAM CLI and cargo-lambda" \
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
   touch "$venv/.installed"
 fi
 
@@ -30,6 +43,7 @@ cd "$root"
 case "${1:-validate}" in
   validate)
     # --lint runs cfn-lint locally; dummy credentials keep any SDK lookup from prompting.
+    echo "sam validate --lint template.yaml (cfn-lint, offline)" >&2
     AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test} \
       sam validate --lint --region "${AWS_REGION:-us-east-1}" --template-file template.yaml
     ;;

@@ -16,6 +16,18 @@ health="$endpoint/_localstack/health"
 
 healthy() { curl -fsS --max-time 2 "$health" 2>/dev/null | grep -q '"sqs": *"\(available\|running\)"'; }
 
+# with_heartbeat WHAT COMMAND...: runs COMMAND, saying "still WHAT (N s)" every 10 s meanwhile.
+with_heartbeat() {
+  local what=$1 rc=0 beat; shift
+  (n=0 sleeper=
+   trap '[[ -z $sleeper ]] || kill "$sleeper" 2>/dev/null; exit 0' TERM
+   while :; do sleep 10 & sleeper=$!; wait "$sleeper"; n=$((n + 10)); echo "  still $what ($n s)"; done) >&2 &
+  beat=$!
+  "$@" || rc=$?
+  kill "$beat" 2>/dev/null; wait "$beat" 2>/dev/null || true
+  return "$rc"
+}
+
 if ! healthy; then
   if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
     docker compose -f "$here/docker-compose.yml" up -d localstack
@@ -23,9 +35,10 @@ if ! healthy; then
     pins_hash=$(sha256sum "$here/requirements.txt" | cut -c1-12)
     venv=${LOCALSTACK_VENV:-$HOME/.cache/flash-sale/localstack-$pins_hash}
     if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import localstack' 2>/dev/null; then
-      echo "installing LocalStack into $venv (pinned, once)"
+      echo "installing LocalStack into $venv (pinned, once; pip takes a few minutes)"
       python3 -m venv "$venv"
-      "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+      with_heartbeat "installing LocalStack" \
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
     fi
     log=${LOCALSTACK_LOG:-/tmp/flash-sale-localstack.log}
     echo "starting LocalStack on the host (log: $log)"
@@ -34,7 +47,12 @@ if ! healthy; then
       LOCALSTACK_VOLUME_DIR=${TMPDIR:-/tmp}/flash-sale-localstack \
       setsid "$venv/bin/python" -m localstack.runtime.main >"$log" 2>&1 < /dev/null &
   fi
-  for _ in $(seq 1 90); do healthy && break; sleep 1; done
+  echo "waiting for LocalStack's SQS to answer (up to 90 s)"
+  for i in $(seq 1 90); do
+    healthy && break
+    ((i % 10 == 0)) && echo "still waiting for LocalStack ($i s)"
+    sleep 1
+  done
   healthy || { echo "LocalStack did not become healthy; see its log" >&2; exit 1; }
 fi
 echo "LocalStack SQS is up at $endpoint"

@@ -85,7 +85,7 @@ echo "starting the runner on $LISTEN_ADDR (log: $log)"
 runner_pid=$!
 
 base_url=http://$LISTEN_ADDR
-for _ in $(seq 1 120); do
+for i in $(seq 1 120); do
   code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$base_url/products/1/stock" || true)
   [[ $code != 000 ]] && break
   if ! kill -0 "$runner_pid" 2>/dev/null; then
@@ -93,6 +93,7 @@ for _ in $(seq 1 120); do
     tail -n 40 "$log" >&2
     exit 1
   fi
+  ((i % 20 == 0)) && echo "still waiting for the runner on $base_url ($((i / 2)) s)"
   sleep 0.5
 done
 if [[ $code == 000 ]]; then
@@ -110,6 +111,7 @@ for user in e2e-carol e2e-dave e2e-erin; do
   extra_tokens+="$("$bin" token "$user") "
 done
 
+echo "running the browser tests in headless Chromium: e2e/sale.e2e.mjs, then e2e/admin.e2e.mjs (each waits for its sale to start)"
 # The files are named, not the directory: node 20's `node --test DIR` only picks files named like
 # *.test.mjs, and would pass having run nothing. One file at a time: each drives a browser and
 # waits on the clock, and two at once on a small machine only make both slower.

@@ -63,8 +63,12 @@ start_node() { # start_node PORT
 }
 
 wait_ok() { # wait_ok WHAT COMMAND...
-  local what=$1; shift
-  for _ in $(seq 1 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  local what=$1 i; shift
+  for i in $(seq 1 100); do
+    "$@" >/dev/null 2>&1 && return 0
+    ((i % 50 == 0)) && log "still waiting for $what ($((i / 5)) s)"
+    sleep 0.2
+  done
   log "$what did not happen"; return 1
 }
 
@@ -103,6 +107,7 @@ start() {
     redis-cli --tls --cacert "$dir/tls/ca.crt" --cluster create "${nodes[@]}" \
       --cluster-replicas 1 --cluster-yes >&2
   fi
+  log "waiting for the cluster: state ok, replicas attached, replication links up"
   wait_ok "cluster_state:ok" cluster_ok
   # Every replica attached to its primary (a failover needs one).
   wait_ok "replicas attached" replicas_ok

@@ -5,8 +5,12 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 wait_for() { # wait_for NAME COMMAND...
-  local name=$1; shift
-  for _ in $(seq 1 60); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
+  local name=$1 i; shift
+  for i in $(seq 1 60); do
+    "$@" >/dev/null 2>&1 && return 0
+    ((i % 20 == 0)) && echo "still waiting for $name ($((i / 2)) s)"
+    sleep 0.5
+  done
   echo "$name did not come up" >&2; return 1
 }
 

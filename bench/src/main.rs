@@ -17,6 +17,11 @@
 //! ReceiveMessage+DeleteMessageBatch rates (the drain), MariaDB's multi-row insert rate. The
 //! end state is checked and the process exits non-zero if a unit was oversold, an order is
 //! missing, or a user got two.
+//!
+//! Plots (`plot`): beside the JSON, `throughput.svg` (requests completed per 100 ms over the
+//! run, one colour per phase) and `latency.svg` (each phase's latency by percentile, log
+//! scale); the series they draw are in the JSON under `plots`. Progress goes to stderr: a line
+//! per step and, during a phase, every 2 s.
 
 use std::{
     collections::BTreeMap,
@@ -33,6 +38,8 @@ use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequest
 use chrono::Utc;
 use serde_json::{Value, json};
 use sqlx::Row;
+
+mod plot;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -334,12 +341,15 @@ async fn mysql_selects(pool: &sqlx::MySqlPool) -> Result<u64, BoxError> {
     Ok(v.parse()?)
 }
 
-/// What one phase of load measured: latencies and outcome codes of its requests.
+/// What one phase of load measured: latencies and outcome codes of its requests, and when
+/// they completed.
 #[derive(Default)]
 struct Phase {
     latency_us: Vec<u32>,
     codes: BTreeMap<String, u64>,
     secs: f64,
+    started: Option<Instant>,
+    series: plot::Series,
 }
 
 impl Phase {
@@ -366,19 +376,55 @@ impl Phase {
     }
 }
 
+/// Prints a phase's progress to stderr every 2 s until dropped: time into the phase, requests
+/// done of `total`, and the rate since the last line.
+struct Progress(tokio::task::JoinHandle<()>);
+
+impl Progress {
+    fn start(name: &'static str, done: Arc<AtomicUsize>, total: usize) -> Progress {
+        Progress(tokio::spawn(async move {
+            let started = Instant::now();
+            let mut last = (0, started);
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let (n, now) = (done.load(Ordering::Relaxed), Instant::now());
+                let rate = n.saturating_sub(last.0) as f64 / (now - last.1).as_secs_f64();
+                eprintln!(
+                    "  {name}: {:.0} s, {} of {} requests, {} req/s now",
+                    (now - started).as_secs_f64(),
+                    plot::thousands(n as f64),
+                    plot::thousands(total as f64),
+                    plot::thousands(rate)
+                );
+                last = (n, now);
+            }
+        }))
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Sends `n` requests over `connections` workers; `request(i)` makes the i-th and names its
 /// outcome. Latencies are sorted on return.
-async fn drive<F, Fut>(connections: usize, n: usize, request: F) -> Result<Phase, BoxError>
+async fn drive<F, Fut>(name: &'static str, connections: usize, n: usize, request: F) -> Result<Phase, BoxError>
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = String> + Send,
 {
     let request = Arc::new(request);
     let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let progress = Progress::start(name, done.clone(), n);
     let started = Instant::now();
     let workers: Vec<_> = (0..connections)
         .map(|_| {
-            let (request, next) = (request.clone(), next.clone());
+            let (request, next, done) = (request.clone(), next.clone(), done.clone());
             tokio::spawn(async move {
                 let mut local = Phase::default();
                 loop {
@@ -389,21 +435,26 @@ where
                     let t = Instant::now();
                     let code = request(i).await;
                     local.latency_us.push(t.elapsed().as_micros() as u32);
+                    local.series.record(started.elapsed(), &code);
                     *local.codes.entry(code).or_default() += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
                 }
                 local
             })
         })
         .collect();
-    let mut all = Phase::default();
+    let mut all = Phase { started: Some(started), ..Phase::default() };
     for w in workers {
         let local = w.await?;
         all.latency_us.extend(local.latency_us);
         for (k, v) in local.codes {
             *all.codes.entry(k).or_default() += v;
         }
+        all.series.merge(local.series);
     }
     all.secs = started.elapsed().as_secs_f64();
+    drop(progress);
+    eprintln!("  {name}: done, {} requests in {:.1} s", plot::thousands(n as f64), all.secs);
     all.latency_us.sort_unstable();
     Ok(all)
 }
@@ -442,6 +493,8 @@ struct Tally {
     accepted_users: Vec<usize>,
     /// (user index, receipt) of each 202.
     receipts: Vec<(usize, String)>,
+    /// Completions per time bucket: "stock" (or "stock_transport_error") and the buy's code.
+    series: plot::Series,
 }
 
 fn error_code(body: &str) -> String {
@@ -491,9 +544,13 @@ async fn main() -> Result<(), BoxError> {
     println!("measuring ceilings ...");
     // One ceiling per branch the buys take: the full purchase, and the sold-out answer (what
     // 99% of a sale's buys get from Redis).
+    eprintln!("  ceiling 1/4: redis-benchmark, 200,000 EVALSHA buy.lua, the full purchase");
     let evalsha = redis_ceiling(&run, &redis_cfg, "1000000000").await?;
+    eprintln!("  ceiling 2/4: redis-benchmark, 200,000 EVALSHA buy.lua, the sold-out branch");
     let evalsha_sold_out = redis_ceiling(&run, &redis_cfg, "0").await?;
+    eprintln!("  ceiling 3/4: LocalStack, 4,000 messages sent in batches, then received and deleted");
     let (sqs_send, sqs_drain) = sqs_ceiling(&sqs, &run).await?;
+    eprintln!("  ceiling 4/4: MariaDB, 50,000 rows in 1,000-row INSERTs");
     let mysql_rows = mysql_ceiling(&pool).await?;
 
     let orders_url = create_queue(&sqs, &format!("bench-{run}-orders")).await?;
@@ -532,6 +589,7 @@ async fn main() -> Result<(), BoxError> {
             })?,
     );
     let http = reqwest::Client::builder().pool_max_idle_per_host(a.connections).build()?;
+    eprintln!("  starting the runner {} (log: {})", a.runner.display(), log_path.display());
     let deadline = Instant::now() + Duration::from_secs(30);
     while http.get(format!("{base}/products/1/stock")).send().await.is_err() {
         if Instant::now() > deadline {
@@ -561,6 +619,7 @@ async fn main() -> Result<(), BoxError> {
     let activity_id = activity["id"].as_u64().ok_or_else(|| format!("activity not created: {activity}"))?;
     post(&format!("/admin/activities/{activity_id}/warmup"), json!({})).await?;
 
+    eprintln!("  sale set up (product {product_id}, activity {activity_id}); minting {} tokens", a.users);
     let tokens: Vec<String> = (0..a.users)
         .map(|i| runner::auth::mint(SECRET.as_bytes(), &format!("u{i}"), None, Duration::from_secs(7200)))
         .collect::<Result<_, _>>()?;
@@ -576,11 +635,13 @@ async fn main() -> Result<(), BoxError> {
 
     let next = Arc::new(AtomicUsize::new(0));
     let tally = Arc::new(Mutex::new(Tally::default()));
+    let done = Arc::new(AtomicUsize::new(0));
+    let progress = Progress::start("sale", done.clone(), 2 * a.users);
     let started = Instant::now();
     let workers: Vec<_> = (0..a.connections)
         .map(|_| {
-            let (http, tokens, next, tally, base) =
-                (http.clone(), tokens.clone(), next.clone(), tally.clone(), base.clone());
+            let (http, tokens, next, tally, base, done) =
+                (http.clone(), tokens.clone(), next.clone(), tally.clone(), base.clone(), done.clone());
             let buy_body = json!({ "product_id": product_id }).to_string();
             tokio::spawn(async move {
                 let mut local = Tally::default();
@@ -593,9 +654,14 @@ async fn main() -> Result<(), BoxError> {
                         Ok(r) => {
                             let _ = r.bytes().await;
                             local.stock_latency_us.push(t.elapsed().as_micros() as u32);
+                            local.series.record(started.elapsed(), "stock");
                         }
-                        Err(_) => *local.codes.entry("stock_transport_error".into()).or_default() += 1,
+                        Err(_) => {
+                            *local.codes.entry("stock_transport_error".into()).or_default() += 1;
+                            local.series.record(started.elapsed(), "stock_transport_error");
+                        }
                     }
+                    done.fetch_add(1, Ordering::Relaxed);
                     let t = Instant::now();
                     let sent = http.post(format!("{base}/buy")).bearer_auth(token).body(buy_body.clone()).send().await;
                     let code = match sent {
@@ -620,7 +686,9 @@ async fn main() -> Result<(), BoxError> {
                     if code == "accepted" {
                         local.accepted_latency_us.push(took);
                     }
+                    local.series.record(started.elapsed(), &code);
                     *local.codes.entry(code).or_default() += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
                 }
                 let mut all = tally.lock().unwrap_or_else(|p| p.into_inner());
                 all.buy_latency_us.extend(local.buy_latency_us);
@@ -631,6 +699,7 @@ async fn main() -> Result<(), BoxError> {
                 for (k, v) in local.codes {
                     *all.codes.entry(k).or_default() += v;
                 }
+                all.series.merge(local.series);
                 all.first_accept = match (all.first_accept, local.first_accept) {
                     (Some(x), Some(y)) => Some(x.min(y)),
                     (x, y) => x.or(y),
@@ -642,6 +711,8 @@ async fn main() -> Result<(), BoxError> {
         w.await?;
     }
     let load_secs = started.elapsed().as_secs_f64();
+    drop(progress);
+    eprintln!("  sale: done, {} requests in {load_secs:.1} s", plot::thousands(2.0 * a.users as f64));
     let (redis_after, bench_cpu1, runner_cpu1) = (redis_commands(&mut sale_redis).await?, cpu(me), cpu(runner_pid));
     let mut t = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
     let sale_requests = (t.buy_latency_us.len() + t.stock_latency_us.len()) as f64;
@@ -651,7 +722,10 @@ async fn main() -> Result<(), BoxError> {
                           "runner_cores": (runner_cpu1 - runner_cpu0) / load_secs});
 
     // The drain: wait for every order row.
-    let drain_deadline = Instant::now() + Duration::from_secs(600);
+    eprintln!("  waiting for the {} order rows (the drain) ...", a.units);
+    let drain_started = Instant::now();
+    let drain_deadline = drain_started + Duration::from_secs(600);
+    let mut drain_said = drain_started;
     let (orders, last_insert) = loop {
         let row = sqlx::query("SELECT COUNT(*), MAX(inserted_at) FROM orders WHERE activity_id = ?")
             .bind(activity_id)
@@ -659,7 +733,12 @@ async fn main() -> Result<(), BoxError> {
             .await?;
         let (n, last): (i64, Option<chrono::DateTime<Utc>>) = (row.get(0), row.get(1));
         if n >= a.units || Instant::now() > drain_deadline {
+            eprintln!("  drain: {n} of {} order rows ({:.1} s)", a.units, drain_started.elapsed().as_secs_f64());
             break (n, last);
+        }
+        if drain_said.elapsed() >= Duration::from_secs(2) {
+            drain_said = Instant::now();
+            eprintln!("  drain: {n} of {} order rows ({:.0} s)", a.units, drain_started.elapsed().as_secs_f64());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -687,7 +766,7 @@ async fn main() -> Result<(), BoxError> {
     let after = {
         let (http, base, tokens) = (http.clone(), base.clone(), tokens.clone());
         let buy_body = json!({ "product_id": product_id }).to_string();
-        drive(a.connections, 2 * again, move |i| {
+        drive("after sell-out", a.connections, 2 * again, move |i| {
             let (http, base, tokens, buy_body) = (http.clone(), base.clone(), tokens.clone(), buy_body.clone());
             async move {
                 let user = i / 2;
@@ -713,7 +792,7 @@ async fn main() -> Result<(), BoxError> {
         (mysql_selects(&pool).await?, redis_commands(&mut sale_redis).await?, cpu(me), cpu(runner_pid));
     let polling = {
         let (http, base, tokens, winners) = (http.clone(), base.clone(), tokens.clone(), winners.clone());
-        drive(a.connections, polls_each * winners.len(), move |i| {
+        drive("status polling", a.connections, polls_each * winners.len(), move |i| {
             let (http, base, tokens, winners) = (http.clone(), base.clone(), tokens.clone(), winners.clone());
             async move {
                 let Some((user, receipt)) = winners.get(i % winners.len().max(1)) else { return "no_winner".into() };
@@ -743,6 +822,92 @@ async fn main() -> Result<(), BoxError> {
         json!({"p50_ms": percentile(v, 0.50), "p90_ms": percentile(v, 0.90), "p99_ms": percentile(v, 0.99),
                "max_ms": v.last().map(|m| f64::from(*m) / 1000.0).unwrap_or(0.0)})
     };
+    // ---- the plots: throughput over the run, latency by percentile ----
+    let since_sale = |p: &Phase| p.started.map_or(0.0, |s| (s - started).as_secs_f64());
+    let subtitle = format!(
+        "{} users, {} units, {} connections; Redis {}{}; SALE_MEMO_MS {}, STOCK_CACHE_MS {}; {} cores; {}",
+        plot::thousands(a.users as f64),
+        plot::thousands(a.units as f64),
+        a.connections,
+        if redis_cfg.cluster { "cluster" } else { "single node" },
+        if redis_cfg.url.starts_with("rediss://") { " (TLS)" } else { "" },
+        std::env::var("SALE_MEMO_MS").unwrap_or_else(|_| "1000".into()),
+        std::env::var("STOCK_CACHE_MS").unwrap_or_else(|_| "500".into()),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        Utc::now().format("%Y-%m-%d %H:%M UTC"),
+    );
+    let (throughput_svg, throughput_data) = plot::throughput(
+        &[
+            plot::TimelinePhase {
+                label: "the sale (stock + buy)",
+                colour: plot::SALE,
+                start_s: 0.0,
+                secs: load_secs,
+                series: &t.series,
+                highlight: Some(("accepted", "the sale: 202 accepted", plot::ACCEPTED)),
+            },
+            plot::TimelinePhase {
+                label: "after the sell-out (buy + stock)",
+                colour: plot::AFTER,
+                start_s: since_sale(&after),
+                secs: after.secs,
+                series: &after.series,
+                highlight: None,
+            },
+            plot::TimelinePhase {
+                label: "status polling (GET /orders)",
+                colour: plot::POLLING,
+                start_s: since_sale(&polling),
+                secs: polling.secs,
+                series: &polling.series,
+                highlight: None,
+            },
+        ],
+        &subtitle,
+    );
+    let (latency_svg, latency_data) = plot::latency(
+        &[
+            plot::LatencySeries {
+                label: "the sale: buy",
+                colour: plot::SALE,
+                dash: None,
+                sorted_us: &t.buy_latency_us,
+            },
+            plot::LatencySeries {
+                label: "the sale: stock",
+                colour: plot::SALE,
+                dash: Some("2 3"),
+                sorted_us: &t.stock_latency_us,
+            },
+            plot::LatencySeries {
+                label: "the sale: the 202s only",
+                colour: plot::ACCEPTED,
+                dash: Some("6 3"),
+                sorted_us: &t.accepted_latency_us,
+            },
+            plot::LatencySeries {
+                label: "after the sell-out",
+                colour: plot::AFTER,
+                dash: None,
+                sorted_us: &after.latency_us,
+            },
+            plot::LatencySeries {
+                label: "status polling",
+                colour: plot::POLLING,
+                dash: None,
+                sorted_us: &polling.latency_us,
+            },
+        ],
+        &subtitle,
+    );
+    let throughput_path = a.json.with_file_name("throughput.svg");
+    let latency_path = a.json.with_file_name("latency.svg");
+    let plots = json!({
+        "files": {"throughput": throughput_path, "latency": latency_path},
+        "throughput": throughput_data,
+        "latency": latency_data,
+    });
+
     let checks = json!({
         "accepted_equals_units": accepted == a.units,
         "orders_equal_units": orders == a.units,
@@ -771,6 +936,7 @@ async fn main() -> Result<(), BoxError> {
                    "drain_vs_mariadb_insert": orders_per_sec / mysql_rows},
         "reconcile": reconcile,
         "checks": checks,
+        "plots": plots,
     });
 
     println!();
@@ -833,6 +999,9 @@ async fn main() -> Result<(), BoxError> {
     }
     std::fs::write(&a.json, serde_json::to_string_pretty(&report)?)?;
     println!("json: {}", a.json.display());
+    std::fs::write(&throughput_path, throughput_svg)?;
+    std::fs::write(&latency_path, latency_svg)?;
+    println!("plots: {} {}", throughput_path.display(), latency_path.display());
 
     if checks.as_object().is_some_and(|c| c.values().any(|v| v != true)) {
         eprintln!("END STATE CHECK FAILED: {checks} (reconcile: {reconcile})");
