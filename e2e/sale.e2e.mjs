@@ -1,8 +1,11 @@
 // End-to-end test of the published sale page in a real (headless) Chromium against a running
 // local runner: an admin creates, warms and publishes a one-item sale; Alice watches the
 // countdown, buys, waits for her order and pays; Bob then finds it sold out.
-// Run by scripts/e2e.sh, which starts the runner and provides BASE_URL, ADMIN_TOKEN, USER_TOKEN
-// and USER2_TOKEN. Screenshots of each step go to e2e/screenshots/.
+// Run by scripts/e2e.sh, which starts the runner and provides BASE_URL (the API), PAGES_URL (the
+// origin the published pages are served from: the runner's /p/ proxy to the S3 bucket, another
+// origin than the API's, as CloudFront is in AWS), PAGES_S3_URL (the bucket's p/ prefix on
+// LocalStack), ADMIN_TOKEN, USER_TOKEN and USER2_TOKEN. Screenshots of each step go to
+// e2e/screenshots/.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
@@ -15,6 +18,8 @@ const env = (name) => {
   return value;
 };
 const BASE_URL = env('BASE_URL').replace(/\/$/, '');
+const PAGES_URL = (process.env.PAGES_URL || BASE_URL).replace(/\/$/, '');
+const PAGES_S3_URL = process.env.PAGES_S3_URL?.replace(/\/$/, '');
 const ADMIN_TOKEN = env('ADMIN_TOKEN');
 const USER_TOKEN = env('USER_TOKEN');
 const USER2_TOKEN = env('USER2_TOKEN');
@@ -57,7 +62,7 @@ async function shot(page, name) {
 }
 
 // Fails the test on a script error, a failed request, an error answer for a static file, or any
-// request that leaves the runner's origin (the page must fetch nothing from elsewhere).
+// request to neither the pages' origin nor the API's (the page must fetch nothing from elsewhere).
 function watch(page) {
   const problems = [];
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
@@ -70,7 +75,8 @@ function watch(page) {
   });
   page.on('request', (req) => {
     const url = req.url();
-    if (!url.startsWith(`${BASE_URL}/`) && !url.startsWith('data:')) problems.push(`request off origin: ${url}`);
+    const ours = [`${BASE_URL}/`, `${PAGES_URL}/`, 'data:'].some((prefix) => url.startsWith(prefix));
+    if (!ours) problems.push(`request off origin: ${url}`);
   });
   page.on('response', (res) => {
     const url = new URL(res.url());
@@ -137,7 +143,19 @@ test('a buyer watches the countdown, buys the last item and pays for it', { time
   await api('POST', `/admin/activities/${activity.id}/warmup`, 200);
   const published = await api('POST', `/admin/activities/${activity.id}/publish`, 200);
   assert.equal(published.url, `/p/${product.id}.html`);
-  pageUrl = BASE_URL + published.url;
+  pageUrl = PAGES_URL + published.url;
+
+  // The page served is the one in the bucket, and it calls the API at its own origin.
+  const served = await fetch(pageUrl);
+  assert.equal(served.status, 200, `GET ${pageUrl} answered ${served.status}`);
+  assert.match(served.headers.get('content-type') || '', /^text\/html/);
+  const html = await served.text();
+  if (PAGES_S3_URL) {
+    const stored = await fetch(`${PAGES_S3_URL}/${product.id}.html`);
+    assert.equal(stored.status, 200, `the page is in the bucket (${PAGES_S3_URL})`);
+    assert.equal(await stored.text(), html, 'the runner serves the page as stored in S3');
+  }
+  assert.ok(html.includes(`data-api-url="${BASE_URL}"`), 'the page names the API it calls');
 
   const { context, page, problems } = await openPage(USER_TOKEN);
 
@@ -146,6 +164,9 @@ test('a buyer watches the countdown, buys the last item and pays for it', { time
   await waitText(page, '#price', '19.99');
   assert.equal(await page.locator('#sale').getAttribute('data-product-id'), String(product.id));
   assert.equal(await page.locator('#sale').getAttribute('data-activity-id'), String(activity.id));
+  if (PAGES_URL !== BASE_URL) {
+    assert.notEqual(new URL(page.url()).origin, new URL(BASE_URL).origin, 'the page and the API are two origins');
+  }
   assert.ok(!page.url().includes('token='), `the token is taken out of the address bar: ${page.url()}`);
   assert.ok(await page.locator('#token-form').isHidden(), 'no token prompt when the URL brought one');
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Brings up LocalStack's SQS on 127.0.0.1:4566 and creates the project's queues.
+# Brings up LocalStack's SQS and S3 on 127.0.0.1:4566 and creates the project's queues and the
+# bucket the sale pages are published to.
 #
 # Where a Docker engine answers, `docker compose` runs the pinned image (docker-compose.yml).
 # Where none does (as on the project's CI machines), LocalStack is installed from PyPI into a
@@ -7,14 +8,17 @@
 # Python 3.11) and started on the host. Idempotent: a LocalStack that already answers is reused.
 #
 # Environment: LOCALSTACK_VENV (default ~/.cache/flash-sale/localstack-<hash of pins>),
-# LOCALSTACK_LOG (default /tmp/flash-sale-localstack.log).
+# LOCALSTACK_LOG (default /tmp/flash-sale-localstack.log), PUBLISH_BUCKET (default flash-sale-pages).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 endpoint=http://127.0.0.1:4566
 health="$endpoint/_localstack/health"
 
-healthy() { curl -fsS --max-time 2 "$health" 2>/dev/null | grep -q '"sqs": *"\(available\|running\)"'; }
+# SQS is what a LocalStack must have to be used at all; S3 (the published pages) is checked apart,
+# so a LocalStack started by an older up.sh (SERVICES=sqs) still serves everything but pages.
+service_up() { curl -fsS --max-time 2 "$health" 2>/dev/null | grep -q "\"$1\": *\"\\(available\\|running\\)\""; }
+healthy() { service_up sqs; }
 
 # with_heartbeat WHAT COMMAND...: runs COMMAND, saying "still WHAT (N s)" every 10 s meanwhile.
 with_heartbeat() {
@@ -43,7 +47,7 @@ if ! healthy; then
     log=${LOCALSTACK_LOG:-/tmp/flash-sale-localstack.log}
     echo "starting LocalStack on the host (log: $log)"
     # setsid: LocalStack outlives this script (and the CI step that called it).
-    SERVICES=sqs GATEWAY_LISTEN=127.0.0.1:4566 SQS_ENDPOINT_STRATEGY=path \
+    SERVICES=sqs,s3 GATEWAY_LISTEN=127.0.0.1:4566 SQS_ENDPOINT_STRATEGY=path \
       LOCALSTACK_VOLUME_DIR=${TMPDIR:-/tmp}/flash-sale-localstack \
       setsid "$venv/bin/python" -m localstack.runtime.main >"$log" 2>&1 < /dev/null &
   fi
@@ -63,3 +67,12 @@ echo "LocalStack SQS is up at $endpoint"
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
 export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
 "$here/queues.sh" "$endpoint" "${ORDERS_QUEUE_NAME:-orders}" "${PAYMENT_TIMEOUTS_QUEUE_NAME:-payment-timeouts}"
+
+# The sale pages' bucket (template.yaml: PagesBucket; the runner serves it at /p/). S3 starts on
+# LocalStack's first S3 request, so "available" (not yet "running") is enough.
+if service_up s3; then
+  "$here/bucket.sh" "$endpoint" "${PUBLISH_BUCKET:-flash-sale-pages}"
+else
+  echo "warning: the LocalStack at $endpoint runs without S3 (started with SERVICES=sqs?): publishing" \
+    "a sale page fails until it runs S3 (stop that LocalStack, then run localstack/up.sh)" >&2
+fi

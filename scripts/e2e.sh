@@ -7,9 +7,13 @@
 #
 # Starts Redis, MariaDB and LocalStack if needed (scripts/services.sh), then a runner of its own
 # with its own database (flash_e2e, dropped first so every run is fresh), Redis key prefix, queues,
-# port and publish directory, runs the tests against it and always stops it.
+# port and pages bucket (flash-e2e-pages on LocalStack's S3), runs the tests against it and always
+# stops it. The sale page is opened as AWS serves it: published to S3, fetched through the runner's
+# /p/ proxy (CloudFront's part) from another origin (http://localhost:PORT) than the API's
+# (http://127.0.0.1:PORT, PUBLIC_API_URL), so every call it makes is a CORS request.
 # Environment: CHROMIUM (default /usr/bin/chromium), E2E_LOG (runner log, default a temp file),
-# E2E_LISTEN_ADDR (default 127.0.0.1:3907); the tests read START_DELAY_SECS (sale page, default 6)
+# E2E_LISTEN_ADDR (default 127.0.0.1:3907), AWS_ENDPOINT_URL (LocalStack, default
+# http://127.0.0.1:4566, which must run SQS and S3); the tests read START_DELAY_SECS (sale page, default 6)
 # and ADMIN_START_DELAY_SECS (admin console, default 25): how far ahead their sales start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,12 +46,19 @@ export LISTEN_ADDR=${E2E_LISTEN_ADDR:-127.0.0.1:3907}
 export PAYMENT_WINDOW_SECS=60
 export WEB_DIR=$root/web
 export LOG_FORMAT=${LOG_FORMAT:-text}
-sqs=http://127.0.0.1:4566
+sqs=$AWS_ENDPOINT_URL
 export ORDERS_QUEUE_URL=$sqs/000000000000/e2e-orders
 export PAYMENT_TIMEOUTS_QUEUE_URL=$sqs/000000000000/e2e-payment-timeouts
 
 mysql -h 127.0.0.1 -P 3306 -u root -e 'DROP DATABASE IF EXISTS flash_e2e'
 localstack/queues.sh "$sqs" e2e-orders e2e-payment-timeouts
+export PUBLISH_BUCKET=flash-e2e-pages
+localstack/bucket.sh "$sqs" "$PUBLISH_BUCKET"
+# The page lives on one origin, the API on another (as CloudFront and execute-api in AWS).
+port=${LISTEN_ADDR##*:}
+pages_url=http://localhost:$port
+export PUBLIC_API_URL=http://$LISTEN_ADDR
+export CORS_ALLOWED_ORIGINS=$pages_url
 
 # A run that died may have left messages that name orders of its (now dropped) database.
 # SQS allows one purge per queue a minute, so a quick re-run may be refused: only warn then.
@@ -62,8 +73,6 @@ for q in "$ORDERS_QUEUE_URL" "$PAYMENT_TIMEOUTS_QUEUE_URL" "$ORDERS_QUEUE_URL-dl
   purge "$q"
 done
 
-PUBLISH_DIR=$(mktemp -d)
-export PUBLISH_DIR
 log=${E2E_LOG:-$(mktemp --suffix=.log)}
 runner_pid=
 
@@ -73,7 +82,6 @@ cleanup() {
     kill "$runner_pid" 2>/dev/null || true
     wait "$runner_pid" 2>/dev/null || true
   fi
-  rm -rf "$PUBLISH_DIR"
   exit "$status"
 }
 trap cleanup EXIT
@@ -116,7 +124,7 @@ echo "running the browser tests in headless Chromium: e2e/sale.e2e.mjs, then e2e
 # *.test.mjs, and would pass having run nothing. One file at a time: each drives a browser and
 # waits on the clock, and two at once on a small machine only make both slower.
 set +e
-BASE_URL=$base_url ADMIN_TOKEN=$admin_token USER_TOKEN=$alice_token USER2_TOKEN=$bob_token \
+BASE_URL=$base_url PAGES_URL=$pages_url PAGES_S3_URL=$sqs/$PUBLISH_BUCKET/p ADMIN_TOKEN=$admin_token USER_TOKEN=$alice_token USER2_TOKEN=$bob_token \
   EXTRA_USER_TOKENS=$extra_tokens CHROMIUM=$chromium_bin \
   node --test --test-concurrency=1 e2e/sale.e2e.mjs e2e/admin.e2e.mjs
 status=$?

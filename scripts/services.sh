@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes sure Redis, MariaDB and LocalStack (SQS) answer on 127.0.0.1, starting any that does
+# Makes sure Redis, MariaDB and LocalStack (SQS, S3) answer on 127.0.0.1, starting any that does
 # not (the commands of the project's machines; see README). Sourced by up.sh and test.sh.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,3 +39,4 @@ export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_
 export ORDERS_QUEUE_URL=${ORDERS_QUEUE_URL:-http://127.0.0.1:4566/000000000000/orders}
 export PAYMENT_TIMEOUTS_QUEUE_URL=${PAYMENT_TIMEOUTS_QUEUE_URL:-http://127.0.0.1:4566/000000000000/payment-timeouts}
 export LOCAL_JWT_SECRET=${LOCAL_JWT_SECRET:-local-dev-secret-change-me}
+export PUBLISH_BUCKET=${PUBLISH_BUCKET:-flash-sale-pages}

@@ -228,11 +228,17 @@ async fn a_lost_purchase_that_finds_no_unit_left_is_reported_as_a_unit_sold_twic
 async fn a_product_description_of_the_full_10000_characters_fits_the_admin_body_limit() {
     let env = TestEnv::start().await;
     let long = "é".repeat(10_000); // 20,000 bytes: over the public routes' 4 KB, within the admin's
-    let r = env.admin(Method::POST, "/admin/products", Some(json!({"name": "Long", "description": long, "price_cents": 100}))).await;
+    let r = env
+        .admin(Method::POST, "/admin/products", Some(json!({"name": "Long", "description": long, "price_cents": 100})))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let too_long = "é".repeat(10_001);
     let r = env
-        .admin(Method::POST, "/admin/products", Some(json!({"name": "Longer", "description": too_long, "price_cents": 100})))
+        .admin(
+            Method::POST,
+            "/admin/products",
+            Some(json!({"name": "Longer", "description": too_long, "price_cents": 100})),
+        )
         .await;
     r.assert_error(400, "invalid_request");
 }

@@ -87,3 +87,31 @@ async fn records_that_arrive_within_the_batching_window_make_one_invocation() {
     assert_eq!(handled, 3, "one invocation for the three records");
     assert!(started.elapsed() >= Duration::from_millis(500), "it waited for the others");
 }
+
+#[tokio::test]
+async fn past_the_stage_throttle_the_gateway_answers_its_own_429() {
+    let env = TestEnv::start().await;
+    let a = env.open_sale(3).await;
+    // A runner of its own with the stage throttled to 1 request/s, burst 2.
+    let app = runner::App::new(
+        env.settings.build().await.expect("functions"),
+        runner::auth::JwtCheck::hs256(SECRET.as_bytes()),
+        env.settings.local.web_dir.clone(),
+    )
+    .with_throttle(1, 2);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(runner::serve(listener, std::sync::Arc::new(app)));
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = env.http.get(format!("{base}/products/{}/stock", a.product_id)).send().await.unwrap();
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        if status == 429 {
+            assert_eq!(body, serde_json::json!({"message": "Too Many Requests"}));
+        }
+        statuses.push(status);
+    }
+    server.abort();
+    assert_eq!(statuses, vec![200, 200, 429, 429]);
+}

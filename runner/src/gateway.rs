@@ -59,6 +59,39 @@ pub struct App {
     pub web_dir: std::path::PathBuf,
     pub routes: &'static [Route],
     requests: AtomicU64,
+    /// The HttpApi's CORS configuration (`with_cors`; none by default).
+    cors: crate::cors::Cors,
+    /// The stage's throttling (template.yaml: ThrottlingRateLimit / ThrottlingBurstLimit), if
+    /// set: a token bucket over every route, as API Gateway keeps one per stage.
+    throttle: Option<std::sync::Mutex<Throttle>>,
+}
+
+/// A token bucket: `rate` per second, `burst` at most.
+#[derive(Debug)]
+pub struct Throttle {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Throttle {
+    pub fn new(rate: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self { rate: f64::from(rate), burst, tokens: burst, at: std::time::Instant::now() }
+    }
+
+    /// Takes a token if there is one.
+    pub fn admit(&mut self, now: std::time::Instant) -> bool {
+        self.tokens = (self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl std::ops::Deref for App {
@@ -70,34 +103,72 @@ impl std::ops::Deref for App {
 
 impl App {
     pub fn new(functions: Functions, jwt: JwtCheck, web_dir: std::path::PathBuf) -> Self {
-        Self { functions, jwt, web_dir, routes: routes::ROUTES, requests: AtomicU64::new(0) }
+        Self {
+            functions,
+            jwt,
+            web_dir,
+            routes: routes::ROUTES,
+            requests: AtomicU64::new(0),
+            throttle: None,
+            cors: Default::default(),
+        }
     }
 
-    /// Static files: `/static/<file>` from the web directory, `/p/<file>` from the publish
-    /// directory. Only plain file names, so no path can leave those directories.
+    /// Throttles every route at `rate` requests per second with `burst` (0 = no throttling).
+    pub fn with_throttle(mut self, rate: u32, burst: u32) -> Self {
+        self.throttle = (rate > 0).then(|| std::sync::Mutex::new(Throttle::new(rate, burst)));
+        self
+    }
+
+    /// Answers CORS as the HttpApi's CorsConfiguration would, for these origins.
+    pub fn with_cors(mut self, cors: crate::cors::Cors) -> Self {
+        self.cors = cors;
+        self
+    }
+
+    /// Static files: `/static/<file>` from the web directory; `/p/<file>`, the published
+    /// pages, from where the admin function publishes them: LocalStack's S3 bucket (a GET of
+    /// `{endpoint}/{bucket}/p/<file>`, as CloudFront's origin request in AWS), served with the
+    /// object's Content-Type and Cache-Control, or the publish directory. Only plain file
+    /// names, so no path can leave those places.
     async fn static_file(&self, path: &str) -> Option<Response<Full<Bytes>>> {
-        let (dir, name) = if let Some(name) = path.strip_prefix("/static/") {
-            (self.web_dir.join("static"), name)
+        use shared::admin::publish;
+        let not_found = || Some(gateway_error(StatusCode::NOT_FOUND, "Not Found", None));
+        let page = if let Some(name) = path.strip_prefix("/static/") {
+            let body = if publish::plain_name(name) {
+                tokio::fs::read(self.web_dir.join("static").join(name)).await.ok()
+            } else {
+                None
+            };
+            body.map(|body| publish::Page {
+                body,
+                content_type: Some(publish::content_type(name).to_owned()),
+                cache_control: None,
+            })
         } else if let Some(name) = path.strip_prefix("/p/") {
-            (self.admin.publish_dir.clone(), name)
+            match self.admin.pages.get(name).await {
+                Ok(page) => page,
+                Err(e) => {
+                    // CloudFront answers 502 when its origin fails.
+                    tracing::error!(error = %e, name, "published page could not be read");
+                    return Some(gateway_error(StatusCode::BAD_GATEWAY, "Bad Gateway", None));
+                }
+            }
         } else {
             return None;
         };
-        let plain = !name.is_empty()
-            && !name.starts_with('.')
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        let bytes = if plain { tokio::fs::read(dir.join(name)).await.ok() } else { None };
-        let Some(bytes) = bytes else { return Some(gateway_error(StatusCode::NOT_FOUND, "Not Found", None)) };
-        let content_type = match name.rsplit('.').next() {
-            Some("html") => "text/html; charset=utf-8",
-            Some("js" | "mjs") => "text/javascript; charset=utf-8",
-            Some("css") => "text/css; charset=utf-8",
-            Some("png") => "image/png",
-            Some("svg") => "image/svg+xml",
-            _ => "application/octet-stream",
-        };
-        let mut response = Response::new(Full::new(Bytes::from(bytes)));
-        response.headers_mut().insert("content-type", lambda_http::http::HeaderValue::from_static(content_type));
+        let Some(page) = page else { return not_found() };
+        let header = |v: Option<String>| v.and_then(|v| lambda_http::http::HeaderValue::try_from(v).ok());
+        let mut response = Response::new(Full::new(Bytes::from(page.body)));
+        let headers = response.headers_mut();
+        headers.insert(
+            "content-type",
+            header(page.content_type)
+                .unwrap_or(lambda_http::http::HeaderValue::from_static("application/octet-stream")),
+        );
+        if let Some(cache_control) = header(page.cache_control) {
+            headers.insert("cache-control", cache_control);
+        }
         Some(response)
     }
 
@@ -113,8 +184,22 @@ impl App {
         response
     }
 
-    /// One HTTP request through the gateway and the function.
+    /// One HTTP request: the HttpApi's CORS answers (`cors.rs`) around [`App::gateway`].
     pub async fn handle(&self, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let path = req.uri().path().to_owned();
+        if let Some(preflight) = self.cors.preflight(req.method(), &path, req.headers()) {
+            return preflight;
+        }
+        let headers = self.cors.enabled().then(|| req.headers().clone());
+        let mut response = self.gateway(req, peer).await;
+        if let Some(headers) = headers {
+            self.cors.mark(&path, &headers, &mut response);
+        }
+        response
+    }
+
+    /// One HTTP request through the gateway and the function.
+    async fn gateway(&self, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
         if parts.method == hyper::Method::GET
             && let Some(response) = self.static_file(parts.uri.path()).await
@@ -123,6 +208,12 @@ impl App {
         }
         if parts.method == hyper::Method::GET && parts.uri.path() == "/metrics" {
             return self.metrics();
+        }
+        if let Some(throttle) = &self.throttle {
+            let admitted = throttle.lock().map(|mut t| t.admit(std::time::Instant::now())).unwrap_or(true);
+            if !admitted {
+                return gateway_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", None);
+            }
         }
         let (route, params) = match routes::find(self.routes, &parts.method, parts.uri.path()) {
             Matched::Route(route, params) => (route, params),
@@ -349,6 +440,16 @@ mod tests {
         assert_eq!(headers.get_all("x-tag").iter().collect::<Vec<_>>(), vec!["a,b"]);
         assert!(headers.get("cookie").is_none());
         assert_eq!(cookies, vec!["s=1", "theme=dark", "lang=en"]);
+    }
+
+    #[test]
+    fn the_stage_throttle_admits_the_burst_then_the_rate() {
+        let mut t = Throttle::new(10, 3);
+        let t0 = std::time::Instant::now();
+        assert!((0..3).all(|_| t.admit(t0)));
+        assert!(!t.admit(t0));
+        assert!(t.admit(t0 + std::time::Duration::from_millis(100)));
+        assert!(!t.admit(t0 + std::time::Duration::from_millis(100)));
     }
 
     #[test]

@@ -73,7 +73,11 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         Db::create_and_migrate(&settings.core.mysql.options).await?;
         tracing::info!("migrations applied");
     }
-    let app = Arc::new(App::new(settings.build().await?, jwt, settings.local.web_dir.clone()));
+    let local = &settings.local;
+    let app = App::new(settings.build().await?, jwt, local.web_dir.clone())
+        .with_throttle(local.throttle_rate, local.throttle_burst.max(local.throttle_rate))
+        .with_cors(runner::cors::Cors::new(config::cors_allowed_origins()?));
+    let app = Arc::new(app);
     if args.iter().any(|a| a == "--demo") {
         let (product_id, activity_id) = runner::demo::ensure(&app.stock_query.sale).await?;
         tracing::info!(product_id, activity_id, "demo sale warmed");

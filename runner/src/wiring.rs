@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use lambda_http::Error;
-use shared::config::{self, ConfigError, CoreConfig, LocalConfig, SqsConfig};
+use shared::config::{self, ConfigError, CoreConfig, LocalConfig, PublishConfig, SqsConfig};
 
 use crate::{
     Functions,
@@ -31,7 +31,7 @@ pub struct Settings {
     pub orders_queue_url: String,
     pub payment_timeouts_queue_url: String,
     pub local: LocalConfig,
-    pub publish_dir: std::path::PathBuf,
+    pub publish: PublishConfig,
     pub warmup_horizon: Duration,
     pub admin_scope: String,
 }
@@ -44,7 +44,7 @@ impl Settings {
             orders_queue_url: config::orders_queue_url()?,
             payment_timeouts_queue_url: config::payment_timeouts_queue_url()?,
             local: LocalConfig::from_env()?,
-            publish_dir: config::publish_dir(),
+            publish: PublishConfig::from_env()?,
             warmup_horizon: config::warmup_horizon()?,
             admin_scope: config::admin_scope()?,
         })
@@ -77,7 +77,7 @@ impl Settings {
             .await?,
             admin: admin::build(&admin::Config {
                 core: core.clone(),
-                publish_dir: self.publish_dir.clone(),
+                publish: self.publish.clone(),
                 admin_scope: self.admin_scope.clone(),
             })
             .await?,
@@ -138,7 +138,7 @@ pub const FUNCTIONS: &[(&str, &str, &[&str])] = &[
     ("StockQueryFunction", "stock-query", &[]),
     ("BuyFunction", "buy", &["ORDERS_QUEUE_URL"]),
     ("OrdersFunction", "orders", &[]),
-    ("AdminFunction", "admin", &[]),
+    ("AdminFunction", "admin", &["PUBLISH_BUCKET", "PUBLIC_API_URL"]),
     ("OrderConsumerFunction", "order-consumer", &["PAYMENT_TIMEOUTS_QUEUE_URL"]),
     ("PaymentTimeoutFunction", "payment-timeout", &[]),
     ("OutboxRetryFunction", "outbox-retry", &["ORDERS_QUEUE_URL"]),

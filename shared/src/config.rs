@@ -294,9 +294,127 @@ pub fn payment_timeouts_queue_url() -> Result<String, ConfigError> {
     var("PAYMENT_TIMEOUTS_QUEUE_URL")
 }
 
-/// `PUBLISH_DIR`: where the admin's publish writes sale pages (served locally at `/p/`).
+/// `PUBLISH_DIR`: where the admin's publish writes sale pages when no bucket is set.
 pub fn publish_dir() -> PathBuf {
     var_or("PUBLISH_DIR", "/tmp/flash-sale-pages").into()
+}
+
+/// S3, where the sale pages are published. `endpoint_url` is LocalStack locally
+/// (`AWS_ENDPOINT_URL`, which also switches to path-style addressing); unset in AWS.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub endpoint_url: Option<String>,
+    pub region: String,
+    /// Fixed credentials for LocalStack in tests; `None` uses the default provider chain.
+    pub static_credentials: Option<(String, String)>,
+    pub operation_timeout: Duration,
+}
+
+impl S3Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            endpoint_url: var("AWS_ENDPOINT_URL").ok(),
+            region: var_or("AWS_REGION", &var_or("AWS_DEFAULT_REGION", "us-east-1")),
+            static_credentials: None,
+            operation_timeout: Duration::from_millis(parsed_or("S3_TIMEOUT_MS", 5000)?),
+        })
+    }
+}
+
+/// Where publishing puts a sale's page and the assets it loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishTarget {
+    /// `PUBLISH_BUCKET`: an S3 bucket, objects under `p/` (AWS: the template's PagesBucket,
+    /// served by CloudFront; locally LocalStack's, served by the runner's `/p/`).
+    Bucket(String),
+    /// No bucket set: `PUBLISH_DIR` (default `/tmp/flash-sale-pages`), for the tools that run a
+    /// function without LocalStack's S3 (`sam local invoke`, `cargo lambda watch`). Never in
+    /// AWS: the template always sets the bucket, and an instance's `/tmp` is served by nothing.
+    Dir(PathBuf),
+}
+
+/// `PUBLISH_BUCKET`, else `PUBLISH_DIR`.
+pub fn publish_target() -> Result<PublishTarget, ConfigError> {
+    match var("PUBLISH_BUCKET") {
+        Ok(bucket) => Ok(PublishTarget::Bucket(bucket_name(bucket.trim())?)),
+        Err(_) => Ok(PublishTarget::Dir(publish_dir())),
+    }
+}
+
+/// Checks an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens, starting
+/// and ending with a letter or digit), naming `PUBLISH_BUCKET` if it is not one.
+pub fn bucket_name(name: &str) -> Result<String, ConfigError> {
+    let edge_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let bytes = name.as_bytes();
+    if (3..=63).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'.' || *b == b'-')
+        && edge_ok(bytes.first())
+        && edge_ok(bytes.last())
+        && !name.contains("..")
+    {
+        Ok(name.to_owned())
+    } else {
+        Err(ConfigError::Malformed {
+            name: "PUBLISH_BUCKET",
+            reason: "an S3 bucket name: 3 to 63 lowercase letters, digits, dots and hyphens".into(),
+        })
+    }
+}
+
+/// Which API a published page calls (`PUBLIC_API_URL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiBase {
+    /// Unset or empty: the origin that served the page (the local runner serves both).
+    SameOrigin,
+    /// An absolute `http(s)://` URL, without a trailing slash (a custom domain, or the
+    /// HttpApi's URL written out); the API must allow the page's origin (CORS).
+    Url(String),
+    /// `request`: the API the publish request itself came through (`x-forwarded-proto` and
+    /// `host` of that request; in AWS the HttpApi's own URL, which template.yaml cannot hand to
+    /// a function of that API without a circular dependency).
+    Request,
+}
+
+/// `PUBLIC_API_URL`: see [`ApiBase`].
+pub fn public_api_url() -> Result<ApiBase, ConfigError> {
+    api_base(&std::env::var("PUBLIC_API_URL").unwrap_or_default())
+}
+
+/// Parses a `PUBLIC_API_URL` value, naming the variable if it is malformed.
+pub fn api_base(value: &str) -> Result<ApiBase, ConfigError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(ApiBase::SameOrigin);
+    }
+    if value == "request" {
+        return Ok(ApiBase::Request);
+    }
+    let rest = value.strip_prefix("https://").or_else(|| value.strip_prefix("http://"));
+    // Only characters a page may put into a URL unescaped (the value lands in an attribute).
+    let plain = value.bytes().all(|b| b.is_ascii_graphic() && !b"\"'<>`\\".contains(&b));
+    match rest {
+        Some(rest) if plain && !rest.is_empty() && !rest.starts_with('/') && !value.contains(['?', '#']) => {
+            Ok(ApiBase::Url(value.trim_end_matches('/').to_owned()))
+        }
+        _ => Err(ConfigError::Malformed {
+            name: "PUBLIC_API_URL",
+            reason: "empty (same origin), `request`, or an http(s):// URL without query".into(),
+        }),
+    }
+}
+
+/// Publishing: where pages go, which API they call, and the S3 client's settings.
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    pub target: PublishTarget,
+    pub api: ApiBase,
+    pub s3: S3Config,
+}
+
+impl PublishConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self { target: publish_target()?, api: public_api_url()?, s3: S3Config::from_env()? })
+    }
 }
 
 /// `ADMIN_SCOPE`: the OAuth scope an admin token carries (default `admin`; with Cognito
@@ -323,6 +441,34 @@ pub fn local_jwt_secret() -> Result<String, ConfigError> {
     Ok(var_or("LOCAL_JWT_SECRET", "local-dev-secret-change-me"))
 }
 
+/// `CORS_ALLOWED_ORIGINS` (local runner): the origins the runner's CORS answers allow, comma
+/// separated, as template.yaml's HttpApi CorsConfiguration allows the pages' CloudFront origin.
+/// Empty (the default): same-origin only, no CORS answers at all.
+pub fn cors_allowed_origins() -> Result<Vec<String>, ConfigError> {
+    origins(&std::env::var("CORS_ALLOWED_ORIGINS").unwrap_or_default())
+}
+
+/// Parses a comma-separated list of origins (`http(s)://host[:port]`, no path), naming
+/// `CORS_ALLOWED_ORIGINS` if one is not an origin.
+pub fn origins(list: &str) -> Result<Vec<String>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let host = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://")).unwrap_or_default();
+            let ok = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+            if ok {
+                Ok(o.to_ascii_lowercase())
+            } else {
+                Err(ConfigError::Malformed {
+                    name: "CORS_ALLOWED_ORIGINS",
+                    reason: format!("{o:?} is not an origin (http(s)://host[:port], no path)"),
+                })
+            }
+        })
+        .collect()
+}
+
 /// The local runner's own settings (it stands in for API Gateway, the SQS event source
 /// mappings and EventBridge; none of these exist in AWS).
 #[derive(Debug, Clone)]
@@ -335,6 +481,11 @@ pub struct LocalConfig {
     pub pollers: usize,
     /// How often `outbox-retry` and `warmup` run (template.yaml: rate(1 minute)).
     pub schedule_every: Duration,
+    /// `GATEWAY_THROTTLE_RATE` / `GATEWAY_THROTTLE_BURST`: the stage throttling the HttpApi
+    /// applies in AWS (ThrottlingRateLimit / ThrottlingBurstLimit); 0 = none (the default, so
+    /// the local benchmark measures the functions).
+    pub throttle_rate: u32,
+    pub throttle_burst: u32,
 }
 
 impl LocalConfig {
@@ -345,6 +496,8 @@ impl LocalConfig {
             poll_wait: Duration::from_secs(parsed_or("SQS_POLL_WAIT_SECS", 5)?),
             pollers: parsed_or("SQS_POLLERS", 2)?,
             schedule_every: Duration::from_secs(parsed_or("OUTBOX_RETRY_EVERY_SECS", 60)?),
+            throttle_rate: parsed_or("GATEWAY_THROTTLE_RATE", 0)?,
+            throttle_burst: parsed_or("GATEWAY_THROTTLE_BURST", 0)?,
         })
     }
 }
@@ -455,6 +608,32 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("db.internal:3306/sale"), "{shown}");
         Ok(())
+    }
+
+    #[test]
+    fn publishing_settings_name_their_variable_when_malformed() {
+        assert_eq!(api_base("").ok(), Some(ApiBase::SameOrigin));
+        assert_eq!(api_base("request").ok(), Some(ApiBase::Request));
+        assert_eq!(
+            api_base("https://abc.execute-api.us-east-1.amazonaws.com/").ok(),
+            Some(ApiBase::Url("https://abc.execute-api.us-east-1.amazonaws.com".into()))
+        );
+        for bad in ["abc.example.com", "https://", "https:///x", "http://a\"b", "https://a/?x=1", "ftp://a"] {
+            let err = api_base(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("PUBLIC_API_URL"), "{bad}: {err}");
+        }
+        assert!(bucket_name("flash-pages-1").is_ok());
+        for bad in ["ab", "Pages", "-pages", "pages-", "pa..ges", "pages_1"] {
+            let err = bucket_name(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("PUBLISH_BUCKET"), "{bad}: {err}");
+        }
+        assert_eq!(
+            origins(" http://localhost:3907, https://d1.cloudfront.net ").ok(),
+            Some(vec!["http://localhost:3907".to_owned(), "https://d1.cloudfront.net".to_owned()])
+        );
+        assert_eq!(origins("").ok(), Some(vec![]));
+        let err = origins("https://a.example/path").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("CORS_ALLOWED_ORIGINS"), "{err}");
     }
 
     #[test]

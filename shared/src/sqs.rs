@@ -2,27 +2,20 @@
 
 use std::time::Duration;
 
-use aws_sdk_sqs::{Client, config::Credentials, error::DisplayErrorContext, types::SendMessageBatchRequestEntry};
+use aws_sdk_sqs::{Client, error::DisplayErrorContext, types::SendMessageBatchRequestEntry};
 
 use crate::config::SqsConfig;
 
 #[tracing::instrument(skip(cfg), fields(endpoint = ?cfg.endpoint_url))]
 pub async fn client(cfg: &SqsConfig) -> Client {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .operation_timeout(cfg.operation_timeout)
-        .connect_timeout(Duration::from_millis(500))
-        .build();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(cfg.region.clone()))
-        .timeout_config(timeouts)
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2));
-    if let Some(url) = &cfg.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    if let Some((key, secret)) = &cfg.static_credentials {
-        loader = loader.credentials_provider(Credentials::new(key, secret, None, None, "static"));
-    }
-    Client::new(&loader.load().await)
+    let sdk = crate::aws::sdk_config(
+        cfg.endpoint_url.as_deref(),
+        &cfg.region,
+        cfg.static_credentials.as_ref(),
+        cfg.operation_timeout,
+    )
+    .await;
+    Client::new(&sdk)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,10 @@ use reqwest::StatusCode;
 use runner::{App, auth::JwtCheck, wiring::Settings};
 use serde_json::Value;
 use shared::{
-    config::{CoreConfig, LocalConfig, MetricsConfig, MysqlConfig, RedisConfig, SaleConfig, SqsConfig},
+    config::{
+        ApiBase, CoreConfig, LocalConfig, MetricsConfig, MysqlConfig, PublishConfig, PublishTarget, RedisConfig,
+        S3Config, SaleConfig, SqsConfig,
+    },
     domain::{Activity, NewActivity, NewProduct},
     mysql::Db,
     sale::{self, Sale},
@@ -82,6 +85,12 @@ pub struct Options {
     pub mysql_statement_timeout: Duration,
     /// The app's `REDIS_WAIT_REPLICAS`, if not the test server's default.
     pub redis_wait_replicas: Option<u32>,
+    /// Publish to a fresh LocalStack S3 bucket (`TestEnv::pages_bucket`) rather than a directory.
+    pub pages_bucket: bool,
+    /// The app's `PUBLIC_API_URL`.
+    pub public_api_url: ApiBase,
+    /// The runner's `CORS_ALLOWED_ORIGINS`.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for Options {
@@ -100,6 +109,9 @@ impl Default for Options {
             visibility_timeout: Duration::from_secs(2),
             mysql_statement_timeout: Duration::from_secs(5),
             redis_wait_replicas: None,
+            pages_bucket: false,
+            public_api_url: ApiBase::SameOrigin,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -115,6 +127,8 @@ pub struct TestEnv {
     pub sqs: aws_sdk_sqs::Client,
     pub orders_queue_url: String,
     pub timeouts_queue_url: String,
+    /// The LocalStack bucket the app publishes to (`Options::pages_bucket`).
+    pub pages_bucket: Option<String>,
     pub prefix: String,
     pub database_url: String,
     /// What the app's functions emitted: every EMF document, and the registry `/metrics` shows.
@@ -126,6 +140,16 @@ pub struct TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         self.server.abort();
+    }
+}
+
+/// LocalStack's S3, on the SQS test endpoint (one LocalStack serves both).
+pub fn s3_config() -> S3Config {
+    S3Config {
+        endpoint_url: Some(sqs_endpoint()),
+        region: "us-east-1".into(),
+        static_credentials: Some(("test".into(), "test".into())),
+        operation_timeout: Duration::from_secs(5),
     }
 }
 
@@ -169,6 +193,19 @@ impl TestEnv {
         let orders_queue_url = create_queue(&sqs, &format!("t-{id}-orders"), opts.visibility_timeout).await;
         let timeouts_queue_url = create_queue(&sqs, &format!("t-{id}-payment-timeouts"), opts.visibility_timeout).await;
 
+        let pages_bucket = if opts.pages_bucket {
+            let bucket = format!("t-{id}-pages");
+            let s3 = shared::s3::client(&s3_config()).await;
+            s3.create_bucket().bucket(&bucket).send().await.expect("create the pages bucket (LocalStack runs S3?)");
+            Some(bucket)
+        } else {
+            None
+        };
+        let publish_target = match &pages_bucket {
+            Some(bucket) => PublishTarget::Bucket(bucket.clone()),
+            None => PublishTarget::Dir(std::env::temp_dir().join(format!("flash-pages-{id}"))),
+        };
+
         let emitted = Arc::new(Mutex::new(Vec::new()));
         let registry = Arc::new(Registry::default());
         let settings = Settings {
@@ -195,13 +232,18 @@ impl TestEnv {
                 poll_wait: Duration::from_secs(1),
                 pollers: 2,
                 schedule_every: Duration::from_secs(1),
+                throttle_rate: 0,
+                throttle_burst: 0,
             },
-            publish_dir: std::env::temp_dir().join(format!("flash-pages-{id}")),
+            publish: PublishConfig { target: publish_target, api: opts.public_api_url.clone(), s3: s3_config() },
             warmup_horizon: Duration::from_secs(3600),
             admin_scope: "admin".into(),
         };
         let functions = settings.build().await.expect("functions");
-        let app = Arc::new(App::new(functions, JwtCheck::hs256(SECRET.as_bytes()), settings.local.web_dir.clone()));
+        let app = Arc::new(
+            App::new(functions, JwtCheck::hs256(SECRET.as_bytes()), settings.local.web_dir.clone())
+                .with_cors(runner::cors::Cors::new(opts.cors_allowed_origins.clone())),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let server = tokio::spawn(runner::serve(listener, app.clone()));
@@ -229,6 +271,7 @@ impl TestEnv {
             sqs,
             orders_queue_url,
             timeouts_queue_url,
+            pages_bucket,
             prefix,
             database_url,
             emitted,

@@ -1,6 +1,8 @@
 // The sale page in the browser: countdown, live stock, buying with client-side throttling,
 // following the order and paying. Plain JavaScript with no build step; it talks only to the
-// origin that served the page (the API routes of DESIGN.md "HTTP API").
+// API (the routes of DESIGN.md "HTTP API") at the page's data-api-url, which publishing fills
+// in from PUBLIC_API_URL: empty for the origin that served the page, else another origin that
+// allows this one (CORS on the HttpApi).
 'use strict';
 
 (() => {
@@ -24,6 +26,7 @@
   const $ = (id) => document.getElementById(id);
   const root = $('sale');
   const productId = Number(root.dataset.productId);
+  const API = (root.dataset.apiUrl || '').replace(/\/+$/, '');
 
   const sale = {
     state: null, // 'upcoming' | 'open' | 'ended' as the server last said; null before its first answer
@@ -199,7 +202,7 @@
     stockBusy = true;
     stockAskedAt = Date.now();
     try {
-      const res = await fetch(`/products/${productId}/stock`, { cache: 'no-store' });
+      const res = await fetch(`${API}/products/${productId}/stock`, { cache: 'no-store' });
       const body = await readJson(res);
       if (res.ok && body) {
         sale.state = body.state;
@@ -248,7 +251,7 @@
       // A resend (the first answer never came) asks past the server's short-lived answers
       // (`no-cache`): only Redis knows whether the first one bought, and then its receipt.
       const fresh = attempt > 0 ? { 'cache-control': 'no-cache' } : {};
-      const res = await fetch('/buy', {
+      const res = await fetch(`${API}/buy`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', ...fresh, ...auth() },
         body: JSON.stringify({ product_id: productId }),
@@ -331,7 +334,7 @@
     let status = null;
     let payBy = NaN;
     try {
-      const res = await fetch(`/orders/${encodeURIComponent(sale.receipt)}`, { cache: 'no-store', headers: auth() });
+      const res = await fetch(`${API}/orders/${encodeURIComponent(sale.receipt)}`, { cache: 'no-store', headers: auth() });
       const body = await readJson(res);
       if (res.ok && body && body.status) {
         status = body.status;
@@ -370,7 +373,7 @@
     if (button.disabled) return;
     button.disabled = true;
     try {
-      const res = await fetch(`/orders/${encodeURIComponent(sale.receipt)}/pay`, { method: 'POST', headers: auth() });
+      const res = await fetch(`${API}/orders/${encodeURIComponent(sale.receipt)}/pay`, { method: 'POST', headers: auth() });
       const body = await readJson(res);
       if (res.ok) {
         clearTimeout(sale.orderTimer); // paid is final: nothing more to look at

@@ -18,8 +18,9 @@ use shared::{
 #[derive(Debug, Clone)]
 pub struct Config {
     pub core: CoreConfig,
-    /// Where published pages are written (served locally at `/p/`; in AWS an S3 sync target).
-    pub publish_dir: std::path::PathBuf,
+    /// Where published pages go (`PUBLISH_BUCKET`, else `PUBLISH_DIR`) and which API they
+    /// call (`PUBLIC_API_URL`).
+    pub publish: config::PublishConfig,
     /// `ADMIN_SCOPE`: the scope an admin token carries (the HttpApi's routes require it too).
     pub admin_scope: String,
 }
@@ -28,7 +29,7 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             core: CoreConfig::from_env()?,
-            publish_dir: config::publish_dir(),
+            publish: config::PublishConfig::from_env()?,
             admin_scope: config::admin_scope()?,
         })
     }
@@ -37,7 +38,7 @@ impl Config {
 pub async fn build(cfg: &Config) -> Result<Admin, Error> {
     Ok(Admin {
         sale: sale::connect(&cfg.core, "admin").await?,
-        publish_dir: cfg.publish_dir.clone(),
+        pages: admin::Pages::connect(&cfg.publish).await,
         admin_scope: cfg.admin_scope.clone(),
     })
 }
@@ -107,7 +108,7 @@ async fn route(a: &Admin, req: &Request) -> Result<Response<Body>, ApiError> {
     let paging = || admin::paging(http::query(req, "page"), http::query(req, "per"));
     match (req.method(), segments.as_slice()) {
         (&Method::POST, ["admin", "products"]) => {
-            let b: ProductBody = http::json_body(req)?;
+            let b: ProductBody = http::json_body_up_to(req, http::MAX_ADMIN_BODY_BYTES)?;
             let p = NewProduct {
                 name: b.name,
                 description: b.description,
@@ -176,13 +177,21 @@ async fn route(a: &Admin, req: &Request) -> Result<Response<Body>, ApiError> {
             ok(StatusCode::OK, &a.warm(who, activity_id(id)?).await?)
         }
         (&Method::POST, ["admin", "activities", id, "publish"]) => {
-            ok(StatusCode::OK, &a.publish(who, activity_id(id)?).await?)
+            ok(StatusCode::OK, &a.publish(who, activity_id(id)?, request_origin(req).as_deref()).await?)
         }
         (&Method::GET, ["admin", "activities", id, "reconcile"]) => {
             ok(StatusCode::OK, &a.reconcile(activity_id(id)?).await?)
         }
         _ => Err(ApiError::RouteNotFound),
     }
+}
+
+/// The origin the request was addressed to (`PUBLIC_API_URL=request`): API Gateway passes the
+/// API's own host and `x-forwarded-proto: https`; the local runner passes its host, over http.
+fn request_origin(req: &Request) -> Option<String> {
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let host = header("host").filter(|h| !h.is_empty())?;
+    Some(format!("{}://{host}", header("x-forwarded-proto").unwrap_or("http")))
 }
 
 fn activity_id(raw: &str) -> Result<u64, ApiError> {

@@ -12,7 +12,7 @@ pub mod reconcile;
 pub mod validation;
 
 pub use catalog::{LimitsChange, Warmed};
-pub use publish::{Published, render_page};
+pub use publish::{Pages, PublishError, Published, render_page};
 pub use reconcile::Reconcile;
 pub use validation::{
     DEFAULT_PER, MAX_BURST, MAX_PER, MAX_PER_USER_PER_MIN, MAX_RATE_PER_SEC, MAX_STOCK, count, idempotency_key, paging,
@@ -30,8 +30,8 @@ pub enum AdminError {
     Invalid(String),
     #[error("not found")]
     NotFound,
-    #[error("the page could not be written")]
-    Publish(#[source] std::io::Error),
+    #[error("the page could not be published")]
+    Publish(#[source] PublishError),
     #[error(transparent)]
     Sale(#[from] SaleError),
 }
@@ -48,11 +48,11 @@ impl From<StoreError> for AdminError {
     }
 }
 
-/// The admin function's state: the sale (Redis, MySQL), where pages are published and the
-/// scope an admin token must carry (`ADMIN_SCOPE`).
+/// The admin function's state: the sale (Redis, MySQL), where pages are published (the S3
+/// client, built once) and the scope an admin token must carry (`ADMIN_SCOPE`).
 pub struct Admin {
     pub sale: Sale,
-    pub publish_dir: std::path::PathBuf,
+    pub pages: Pages,
     pub admin_scope: String,
 }
 

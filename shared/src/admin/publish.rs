@@ -1,15 +1,34 @@
-//! Publishing a sale's static page: rendered from `web/product.html.tmpl` (built into the
-//! binary) into the publish directory, served by any static host (locally the runner's `/p/`);
-//! only stock and the purchase call the backend.
+//! Publishing a sale's static page: rendered from `web/product.html.tmpl` and put, with the
+//! script and stylesheet it loads (all three built into the binary, so the function needs no
+//! file at run time), where a static host serves them: S3 (`PUBLISH_BUCKET`, objects under
+//! `p/`; CloudFront in AWS, the runner's `/p/` proxy locally), or a directory when no bucket is
+//! set. Only stock and the purchase call the backend, at `PUBLIC_API_URL`.
+
+use std::path::PathBuf;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::{Admin, AdminError};
-use crate::domain::{Activity, Product};
+use crate::{
+    config::{ApiBase, PublishConfig, PublishTarget},
+    domain::{Activity, Product},
+    s3,
+};
 
-/// The page template, built into the binary so the function needs no file at run time.
+/// The page template.
 pub const PAGE_TEMPLATE: &str = include_str!("../../../web/product.html.tmpl");
+
+/// What the page loads, by the relative names the template uses (beside the page, so a
+/// published page and its assets are one prefix of the bucket, `p/`).
+pub const ASSETS: &[(&str, &str)] = &[
+    ("sale.js", include_str!("../../../web/static/sale.js")),
+    ("sale.css", include_str!("../../../web/static/sale.css")),
+];
+
+/// How long browsers and CloudFront may keep a published file: a republished page (or a new
+/// build's assets) shows within a minute; live state (stock, orders) is fetched anyway.
+pub const CACHE_CONTROL: &str = "public, max-age=60";
 
 /// Where a published page can be fetched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -18,21 +37,132 @@ pub struct Published {
     pub activity_id: u64,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("writing {} failed", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    S3(#[from] s3::S3Error),
+}
+
+/// A published file as a static host serves it.
+pub type Page = s3::Object;
+
+/// Where pages go (the S3 client built once per cold start) and which API they call.
+#[derive(Debug, Clone)]
+pub struct Pages {
+    store: Store,
+    api: ApiBase,
+}
+
+#[derive(Debug, Clone)]
+enum Store {
+    Bucket { client: aws_sdk_s3::Client, bucket: String },
+    Dir(PathBuf),
+}
+
+/// The bucket's prefix of every published file (CloudFront serves the bucket at `/`, so a
+/// page's URL path is its key).
+const KEY_PREFIX: &str = "p/";
+
+impl Pages {
+    pub async fn connect(cfg: &PublishConfig) -> Self {
+        let store = match &cfg.target {
+            PublishTarget::Bucket(bucket) => {
+                Store::Bucket { client: s3::client(&cfg.s3).await, bucket: bucket.clone() }
+            }
+            PublishTarget::Dir(dir) => Store::Dir(dir.clone()),
+        };
+        Self { store, api: cfg.api.clone() }
+    }
+
+    /// The API base a page published now names: `PUBLIC_API_URL`, or for `request` the origin
+    /// the publish request came to (`request_origin`), or empty (same origin).
+    pub fn api_url(&self, request_origin: Option<&str>) -> String {
+        match &self.api {
+            ApiBase::SameOrigin => String::new(),
+            ApiBase::Url(url) => url.clone(),
+            ApiBase::Request => request_origin.unwrap_or_default().trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// Puts one file: `p/<name>` in the bucket, or `<dir>/<name>`.
+    async fn put(&self, name: &str, body: Vec<u8>) -> Result<(), PublishError> {
+        match &self.store {
+            Store::Bucket { client, bucket } => {
+                let key = format!("{KEY_PREFIX}{name}");
+                Ok(s3::put(client, bucket, &key, body, content_type(name), CACHE_CONTROL).await?)
+            }
+            Store::Dir(dir) => {
+                let path = dir.join(name);
+                let written = async {
+                    tokio::fs::create_dir_all(dir).await?;
+                    tokio::fs::write(&path, body).await
+                };
+                written.await.map_err(|source| PublishError::Write { path, source })
+            }
+        }
+    }
+
+    /// A published file by its plain name (what `/p/<name>` serves; `None` when there is none,
+    /// or when the name is not a plain file name, so no path can leave the prefix).
+    pub async fn get(&self, name: &str) -> Result<Option<Page>, PublishError> {
+        if !plain_name(name) {
+            return Ok(None);
+        }
+        match &self.store {
+            Store::Bucket { client, bucket } => Ok(s3::get(client, bucket, &format!("{KEY_PREFIX}{name}")).await?),
+            Store::Dir(dir) => Ok(tokio::fs::read(dir.join(name)).await.ok().map(|body| Page {
+                body,
+                content_type: Some(content_type(name).to_owned()),
+                cache_control: Some(CACHE_CONTROL.to_owned()),
+            })),
+        }
+    }
+}
+
+/// A file name without a directory, not hidden.
+pub fn plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// The Content-Type a static file is served with, by its extension.
+pub fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("png") => "image/png",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}
+
 impl Admin {
-    /// Renders the activity's page and writes it as `<product_id>.html`.
+    /// Renders the activity's page and puts it as `<product_id>.html`, with its assets (put
+    /// first, so a page is never served without them). `request_origin` is the origin the
+    /// publish request came to (used when `PUBLIC_API_URL=request`).
     #[tracing::instrument(skip(self), err)]
-    pub async fn publish(&self, admin: &str, activity_id: u64) -> Result<Published, AdminError> {
+    pub async fn publish(
+        &self,
+        admin: &str,
+        activity_id: u64,
+        request_origin: Option<&str>,
+    ) -> Result<Published, AdminError> {
         let activity = self.sale.db.activity(activity_id).await?.ok_or(AdminError::NotFound)?;
         let product = self.sale.db.product(activity.product_id).await?.ok_or(AdminError::NotFound)?;
-        let html = render_page(PAGE_TEMPLATE, &product, &activity);
-        let path = self.publish_dir.join(format!("{}.html", product.id));
-        let written = async {
-            tokio::fs::create_dir_all(&self.publish_dir).await?;
-            tokio::fs::write(&path, html).await
-        };
-        written.await.map_err(AdminError::Publish)?;
-        tracing::info!(admin, action = "publish", activity_id, path = %path.display(), "admin action");
-        Ok(Published { url: format!("/p/{}.html", product.id), activity_id })
+        let api_url = self.pages.api_url(request_origin);
+        let html = render_page(PAGE_TEMPLATE, &product, &activity, &api_url);
+        let assets = ASSETS.iter().map(|(name, text)| self.pages.put(name, text.as_bytes().to_vec()));
+        futures::future::try_join_all(assets).await.map_err(AdminError::Publish)?;
+        let name = format!("{}.html", product.id);
+        self.pages.put(&name, html.into_bytes()).await.map_err(AdminError::Publish)?;
+        tracing::info!(admin, action = "publish", activity_id, page = %name, api_url, "admin action");
+        Ok(Published { url: format!("/p/{name}"), activity_id })
     }
 }
 
@@ -57,9 +187,10 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// Renders the static product page from its template: the page is published once per
-/// activity and served by any static host; only stock and the purchase call the backend.
+/// activity and served by any static host; only stock and the purchase call the backend, at
+/// `api_url` (empty: the page's own origin).
 /// One pass over the template, so a value that contains `{{...}}` is never expanded again.
-pub fn render_page(template: &str, p: &Product, a: &Activity) -> String {
+pub fn render_page(template: &str, p: &Product, a: &Activity, api_url: &str) -> String {
     let value = |name: &str| -> Option<String> {
         Some(match name {
             "product_id" => p.id.to_string(),
@@ -71,6 +202,7 @@ pub fn render_page(template: &str, p: &Product, a: &Activity) -> String {
             "image_url" => p.image_url.clone(),
             "starts_at" => rfc3339(a.starts_at),
             "ends_at" => rfc3339(a.ends_at),
+            "api_url" => api_url.to_owned(),
             _ => return None,
         })
     };
@@ -118,13 +250,14 @@ mod tests {
             per_user_per_min: 1,
         };
         let html = render_page(
-            "<h1>{{name}}</h1><p>{{description}}</p><i>{{price}}</i><main data-id=\"{{product_id}}\" data-s=\"{{starts_at}}\">",
+            "<h1>{{name}}</h1><p>{{description}}</p><i>{{price}}</i><main data-id=\"{{product_id}}\" data-s=\"{{starts_at}}\" data-api=\"{{api_url}}\">",
             &p,
             &a,
+            "https://api.example.com",
         );
         assert_eq!(
             html,
-            "<h1>&lt;b&gt;Phone&lt;/b&gt; {{price}}</h1><p>&quot;best&quot; &amp; cheap</p><i>19.99</i><main data-id=\"7\" data-s=\"2027-01-15T08:00:00Z\">"
+            "<h1>&lt;b&gt;Phone&lt;/b&gt; {{price}}</h1><p>&quot;best&quot; &amp; cheap</p><i>19.99</i><main data-id=\"7\" data-s=\"2027-01-15T08:00:00Z\" data-api=\"https://api.example.com\">"
         );
         Ok(())
     }

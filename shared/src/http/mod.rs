@@ -109,7 +109,9 @@ impl ApiError {
         if let Self::Unauthenticated = self {
             // RFC 7235: a 401 names its challenge (the token was valid for the gateway, but
             // its subject is not a usable user id).
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
         }
         if let Self::RateLimited { retry_after } = self {
             let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;

@@ -1,0 +1,32 @@
+//! What every AWS client of the functions shares, built once per cold start: the region, the
+//! endpoint override (LocalStack locally, from `AWS_ENDPOINT_URL`; unset in AWS), fixed test
+//! credentials, and short timeouts with one retry (a request must not hang on a dependency).
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_sqs::config::Credentials;
+
+/// The SDK configuration a client is built from ([`crate::sqs::client`], [`crate::s3::client`]).
+pub async fn sdk_config(
+    endpoint_url: Option<&str>,
+    region: &str,
+    static_credentials: Option<&(String, String)>,
+    operation_timeout: Duration,
+) -> SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .operation_timeout(operation_timeout)
+        .connect_timeout(Duration::from_millis(500))
+        .build();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .timeout_config(timeouts)
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2));
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some((key, secret)) = static_credentials {
+        loader = loader.credentials_provider(Credentials::new(key, secret, None, None, "static"));
+    }
+    loader.load().await
+}
