@@ -115,3 +115,27 @@ async fn past_the_stage_throttle_the_gateway_answers_its_own_429() {
     server.abort();
     assert_eq!(statuses, vec![200, 200, 429, 429]);
 }
+
+#[tokio::test]
+async fn a_failed_record_reappears_after_its_queues_own_visibility_timeout() {
+    let env = TestEnv::start().await;
+    let sqs = env.settings.poller_client().await;
+    let template = env.settings.event_sources().into_iter().next().expect("the orders mapping");
+    let id = flash_tests::unique_id();
+    // Two queues that differ only in their VisibilityTimeout; the mapping sets none of its own.
+    let mut visible_after = Vec::new();
+    for secs in [1u64, 30] {
+        let url = flash_tests::create_queue(&env.sqs, &format!("t-{id}-vis{secs}"), Duration::from_secs(secs)).await;
+        env.sqs.send_message().queue_url(&url).message_body("not an order").send().await.expect("send");
+        let source =
+            runner::events::EventSource { queue_url: url.clone(), batching_window: Duration::ZERO, ..template.clone() };
+        assert_eq!(runner::events::poll_once(&env.app, &sqs, &source).await.expect("poll"), 1);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        visible_after.push(env.depth(&url).await);
+    }
+    assert_eq!(
+        visible_after,
+        vec![1, 0],
+        "visible again after 2.5 s: under the 1 s queue yes, under the 30 s queue no"
+    );
+}

@@ -68,7 +68,7 @@ pub fn sqs_endpoint() -> String {
     env_or("TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
 }
 
-fn unique_id() -> String {
+pub fn unique_id() -> String {
     use rand::Rng;
     let n: u64 = rand::rng().random();
     format!("{:012x}", n >> 16)
