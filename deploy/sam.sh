@@ -14,17 +14,7 @@ root=$(dirname "$here")
 pins_hash=$(sha256sum "$here/requirements.txt" | cut -c1-12)
 venv=${SAM_VENV:-$HOME/.cache/flash-sale/sam-venv-$pins_hash}
 
-# with_heartbeat WHAT COMMAND...: runs COMMAND, saying "still WHAT (N s)" every 10 s meanwhile.
-with_heartbeat() {
-  local what=$1 rc=0 beat; shift
-  (n=0 sleeper=
-   trap '[[ -z $sleeper ]] || kill "$sleeper" 2>/dev/null; exit 0' TERM
-   while :; do sleep 10 & sleeper=$!; wait "$sleeper"; n=$((n + 10)); echo "  still $what ($n s)"; done) >&2 &
-  beat=$!
-  "$@" || rc=$?
-  kill "$beat" 2>/dev/null; wait "$beat" 2>/dev/null || true
-  return "$rc"
-}
+source "$root/scripts/heartbeat.sh"  # with_heartbeat
 
 if [[ ! -f $venv/.installed ]]; then
   echo "installing SAM CLI and cargo-lambda into $venv (pinned, once; pip takes a few minutes)" >&2

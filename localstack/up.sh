@@ -20,17 +20,7 @@ health="$endpoint/_localstack/health"
 service_up() { curl -fsS --max-time 2 "$health" 2>/dev/null | grep -q "\"$1\": *\"\\(available\\|running\\)\""; }
 healthy() { service_up sqs; }
 
-# with_heartbeat WHAT COMMAND...: runs COMMAND, saying "still WHAT (N s)" every 10 s meanwhile.
-with_heartbeat() {
-  local what=$1 rc=0 beat; shift
-  (n=0 sleeper=
-   trap '[[ -z $sleeper ]] || kill "$sleeper" 2>/dev/null; exit 0' TERM
-   while :; do sleep 10 & sleeper=$!; wait "$sleeper"; n=$((n + 10)); echo "  still $what ($n s)"; done) >&2 &
-  beat=$!
-  "$@" || rc=$?
-  kill "$beat" 2>/dev/null; wait "$beat" 2>/dev/null || true
-  return "$rc"
-}
+source "$(dirname "$here")/scripts/heartbeat.sh"  # with_heartbeat
 
 if ! healthy; then
   if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
