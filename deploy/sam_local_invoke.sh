@@ -328,6 +328,32 @@ invoke OutboxRetryFunction schedule.json "r['products'] == 1 and r['dead_lettere
 invoke WarmupFunction schedule.json "r['activities'] == 1 and r['refreshed'] == 1"
 invoke AdminFunction apigw-admin-products.json "r['statusCode'] == 200 and b['total'] == 1 and b['items'][0]['id'] == 1"
 
+# The functions' metrics, as CloudWatch would read them: the EMF lines each one printed on its
+# stdout inside the container (SAM copies them into the log, section by section).
+emf() { # emf LOGICAL_ID PYTHON_CHECK (over `docs`, the EMF documents of that function's invocations)
+  local fn=$1 check=$2
+  if python3 - "$log" "$fn" "$check" <<'PY'
+import json, sys
+log, fn, check = sys.argv[1:4]
+docs, current = [], None
+for line in open(log, encoding="utf-8", errors="replace"):
+    if line.startswith("=== "):
+        current = line.split()[1]
+    elif current == fn and line.lstrip().startswith("{") and '"_aws"' in line:
+        docs.append(json.loads(line))
+assert eval(check), docs
+PY
+  then
+    echo "ok   $fn EMF: $2"; pass=$((pass + 1))
+  else
+    echo "FAIL $fn EMF: $2"; fail=$((fail + 1))
+  fi
+}
+emf BuyFunction "any(d.get('Buys') == 1 and d['Outcome'] == 'queued' and d['Activity'] == '1' and d['Function'] == 'buy' and d['_aws']['CloudWatchMetrics'][0]['Namespace'] == 'FlashSale' for d in docs)"
+emf OrderConsumerFunction "sum(d.get('OrdersWritten', 0) for d in docs) == 1 and any('MysqlLatency' in d for d in docs)"
+emf PaymentTimeoutFunction "sum(d.get('Cancellations', 0) for d in docs) == 1 and sum(d.get('UnitsRestored', 0) for d in docs) == 1"
+emf OutboxRetryFunction "any(d.get('OutboxPending') == 0 for d in docs)"
+
 for fn in $logical_ids; do   # a function added to template.yaml needs its invocation here
   [[ $invoked == *" $fn "* ]] || { echo "FAIL $fn: in template.yaml but never invoked here"; fail=$((fail + 1)); }
 done
