@@ -33,8 +33,9 @@ impl Cors {
         !self.allowed.is_empty()
     }
 
-    /// The request's `Origin`, if CORS covers this path and allows that origin.
-    fn allowed_origin(&self, path: &str, headers: &HeaderMap) -> Option<HeaderValue> {
+    /// The request's `Origin`, if CORS covers this path and allows that origin (what
+    /// [`Cors::mark`] later puts on the response).
+    pub fn allowed_origin(&self, path: &str, headers: &HeaderMap) -> Option<HeaderValue> {
         if self.allowed.is_empty() || ["/p/", "/static/", "/metrics"].iter().any(|p| path.starts_with(p)) {
             return None;
         }
@@ -68,12 +69,10 @@ impl Cors {
 
     /// Adds the CORS headers to the response of an allowed origin's request (the gateway's
     /// own errors included, so a page can read a 401 or 429 too).
-    pub fn mark(&self, path: &str, request_headers: &HeaderMap, response: &mut Response<Full<Bytes>>) {
-        if let Some(origin) = self.allowed_origin(path, request_headers) {
-            let h = response.headers_mut();
-            h.insert("access-control-allow-origin", origin);
-            h.insert("access-control-expose-headers", HeaderValue::from_static(EXPOSE_HEADERS));
-        }
+    pub fn mark(origin: HeaderValue, response: &mut Response<Full<Bytes>>) {
+        let h = response.headers_mut();
+        h.insert("access-control-allow-origin", origin);
+        h.insert("access-control-expose-headers", HeaderValue::from_static(EXPOSE_HEADERS));
     }
 }
 

@@ -186,14 +186,17 @@ impl App {
 
     /// One HTTP request: the HttpApi's CORS answers (`cors.rs`) around [`App::gateway`].
     pub async fn handle(&self, req: hyper::Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
-        let path = req.uri().path().to_owned();
-        if let Some(preflight) = self.cors.preflight(req.method(), &path, req.headers()) {
+        if !self.cors.enabled() {
+            return self.gateway(req, peer).await;
+        }
+        if let Some(preflight) = self.cors.preflight(req.method(), req.uri().path(), req.headers()) {
             return preflight;
         }
-        let headers = self.cors.enabled().then(|| req.headers().clone());
+        // Only the allowed Origin is kept across the call (the request is consumed by it).
+        let origin = self.cors.allowed_origin(req.uri().path(), req.headers());
         let mut response = self.gateway(req, peer).await;
-        if let Some(headers) = headers {
-            self.cors.mark(&path, &headers, &mut response);
+        if let Some(origin) = origin {
+            crate::cors::Cors::mark(origin, &mut response);
         }
         response
     }

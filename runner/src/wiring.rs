@@ -40,7 +40,7 @@ impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             core: CoreConfig::from_env()?,
-            sqs: SqsConfig::from_env()?,
+            sqs: SqsConfig::sqs_from_env()?,
             orders_queue_url: config::orders_queue_url()?,
             payment_timeouts_queue_url: config::payment_timeouts_queue_url()?,
             local: LocalConfig::from_env()?,

@@ -7,25 +7,22 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_sqs::config::Credentials;
 
+use crate::config::AwsConfig;
+
 /// The SDK configuration a client is built from ([`crate::sqs::client`], [`crate::s3::client`]).
-pub async fn sdk_config(
-    endpoint_url: Option<&str>,
-    region: &str,
-    static_credentials: Option<&(String, String)>,
-    operation_timeout: Duration,
-) -> SdkConfig {
+pub async fn sdk_config(cfg: &AwsConfig) -> SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .operation_timeout(operation_timeout)
+        .operation_timeout(cfg.operation_timeout)
         .connect_timeout(Duration::from_millis(500))
         .build();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.to_owned()))
+        .region(aws_config::Region::new(cfg.region.clone()))
         .timeout_config(timeouts)
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2));
-    if let Some(url) = endpoint_url {
+    if let Some(url) = &cfg.endpoint_url {
         loader = loader.endpoint_url(url);
     }
-    if let Some((key, secret)) = static_credentials {
+    if let Some((key, secret)) = &cfg.static_credentials {
         loader = loader.credentials_provider(Credentials::new(key, secret, None, None, "static"));
     }
     loader.load().await

@@ -257,9 +257,10 @@ fn redact(message: &str, url: &str) -> String {
     }
 }
 
-/// SQS. `endpoint_url` is LocalStack locally (`AWS_ENDPOINT_URL`); unset in AWS.
+/// An AWS client's settings (SQS, S3). `endpoint_url` is LocalStack locally
+/// (`AWS_ENDPOINT_URL`; for S3 it also switches to path-style addressing); unset in AWS.
 #[derive(Debug, Clone)]
-pub struct SqsConfig {
+pub struct AwsConfig {
     pub endpoint_url: Option<String>,
     pub region: String,
     /// Fixed credentials for LocalStack in tests; `None` uses the default provider chain.
@@ -267,14 +268,28 @@ pub struct SqsConfig {
     pub operation_timeout: Duration,
 }
 
-impl SqsConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
+/// The SQS client's settings (`SQS_TIMEOUT_MS`, default 3000).
+pub type SqsConfig = AwsConfig;
+/// The S3 client's settings, where sale pages are published (`S3_TIMEOUT_MS`, default 5000).
+pub type S3Config = AwsConfig;
+
+impl AwsConfig {
+    /// The shared variables, and the operation timeout from `timeout_var`.
+    fn from_env_with(timeout_var: &'static str, default_ms: u64) -> Result<Self, ConfigError> {
         Ok(Self {
             endpoint_url: var("AWS_ENDPOINT_URL").ok(),
             region: var_or("AWS_REGION", &var_or("AWS_DEFAULT_REGION", "us-east-1")),
             static_credentials: None,
-            operation_timeout: Duration::from_millis(parsed_or("SQS_TIMEOUT_MS", 3000)?),
+            operation_timeout: Duration::from_millis(parsed_or(timeout_var, default_ms)?),
         })
+    }
+
+    pub fn sqs_from_env() -> Result<Self, ConfigError> {
+        Self::from_env_with("SQS_TIMEOUT_MS", 3000)
+    }
+
+    pub fn s3_from_env() -> Result<Self, ConfigError> {
+        Self::from_env_with("S3_TIMEOUT_MS", 5000)
     }
 }
 
@@ -297,28 +312,6 @@ pub fn payment_timeouts_queue_url() -> Result<String, ConfigError> {
 /// `PUBLISH_DIR`: where the admin's publish writes sale pages when no bucket is set.
 pub fn publish_dir() -> PathBuf {
     var_or("PUBLISH_DIR", "/tmp/flash-sale-pages").into()
-}
-
-/// S3, where the sale pages are published. `endpoint_url` is LocalStack locally
-/// (`AWS_ENDPOINT_URL`, which also switches to path-style addressing); unset in AWS.
-#[derive(Debug, Clone)]
-pub struct S3Config {
-    pub endpoint_url: Option<String>,
-    pub region: String,
-    /// Fixed credentials for LocalStack in tests; `None` uses the default provider chain.
-    pub static_credentials: Option<(String, String)>,
-    pub operation_timeout: Duration,
-}
-
-impl S3Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            endpoint_url: var("AWS_ENDPOINT_URL").ok(),
-            region: var_or("AWS_REGION", &var_or("AWS_DEFAULT_REGION", "us-east-1")),
-            static_credentials: None,
-            operation_timeout: Duration::from_millis(parsed_or("S3_TIMEOUT_MS", 5000)?),
-        })
-    }
 }
 
 /// Where publishing puts a sale's page and the assets it loads.
@@ -413,7 +406,7 @@ pub struct PublishConfig {
 
 impl PublishConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self { target: publish_target()?, api: public_api_url()?, s3: S3Config::from_env()? })
+        Ok(Self { target: publish_target()?, api: public_api_url()?, s3: S3Config::s3_from_env()? })
     }
 }
 

@@ -9,13 +9,7 @@ use crate::config::S3Config;
 /// virtual-hosted names (`{bucket}.127.0.0.1`) do not resolve locally. AWS keeps virtual-hosted.
 #[tracing::instrument(skip(cfg), fields(endpoint = ?cfg.endpoint_url))]
 pub async fn client(cfg: &S3Config) -> Client {
-    let sdk = crate::aws::sdk_config(
-        cfg.endpoint_url.as_deref(),
-        &cfg.region,
-        cfg.static_credentials.as_ref(),
-        cfg.operation_timeout,
-    )
-    .await;
+    let sdk = crate::aws::sdk_config(cfg).await;
     let config = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(cfg.endpoint_url.is_some()).build();
     Client::from_conf(config)
 }

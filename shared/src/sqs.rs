@@ -8,13 +8,7 @@ use crate::config::SqsConfig;
 
 #[tracing::instrument(skip(cfg), fields(endpoint = ?cfg.endpoint_url))]
 pub async fn client(cfg: &SqsConfig) -> Client {
-    let sdk = crate::aws::sdk_config(
-        cfg.endpoint_url.as_deref(),
-        &cfg.region,
-        cfg.static_credentials.as_ref(),
-        cfg.operation_timeout,
-    )
-    .await;
+    let sdk = crate::aws::sdk_config(cfg).await;
     Client::new(&sdk)
 }
 

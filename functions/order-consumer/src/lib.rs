@@ -25,7 +25,7 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             core: CoreConfig::from_env()?,
-            sqs: SqsConfig::from_env()?,
+            sqs: SqsConfig::sqs_from_env()?,
             payment_timeouts_queue_url: config::payment_timeouts_queue_url()?,
         })
     }

@@ -24,7 +24,7 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             core: CoreConfig::from_env()?,
-            sqs: SqsConfig::from_env()?,
+            sqs: SqsConfig::sqs_from_env()?,
             orders_queue_url: config::orders_queue_url()?,
         })
     }
