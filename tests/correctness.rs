@@ -26,6 +26,7 @@ async fn later_activity(env: &TestEnv, a: &Activity, stock: i64, starts_at: chro
             rate_limit_per_sec: 1_000_000,
             burst: 1_000_000,
             per_user_per_min: 5,
+            buckets: 1,
         })
         .await
         .expect("insert activity");

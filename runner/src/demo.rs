@@ -44,6 +44,7 @@ pub async fn ensure(sale: &Sale) -> Result<(u64, u64), SaleError> {
                     rate_limit_per_sec: 5_000,
                     burst: 500,
                     per_user_per_min: 5,
+                    buckets: 1,
                 })
                 .await?
         }

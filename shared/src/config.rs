@@ -535,6 +535,13 @@ pub struct SaleConfig {
     pub memo_upcoming_max: Duration,
     /// `STOCK_CACHE_MS`: how old the stock view an instance serves from memory may be.
     pub stock_cache_ttl: Duration,
+    /// `BUCKET_DRY_MS`: how long a bucket of a split sale answers "sold out" once a refill
+    /// proved every bucket empty (a unit restored into another bucket meanwhile sells to this
+    /// bucket's users at the latest that long after; see `sale::rebalance`).
+    pub bucket_dry: Duration,
+    /// `BUCKET_REFILL_WAIT_MS`: how long a buy whose bucket is being refilled waits for the
+    /// refill before answering 503.
+    pub bucket_refill_wait: Duration,
 }
 
 impl SaleConfig {
@@ -564,6 +571,8 @@ impl SaleConfig {
             memo_ttl: Duration::from_millis(parsed_or("SALE_MEMO_MS", 1000)?),
             memo_upcoming_max: Duration::from_millis(parsed_or("SALE_MEMO_UPCOMING_MAX_MS", 30_000)?),
             stock_cache_ttl: Duration::from_millis(parsed_or("STOCK_CACHE_MS", 500)?),
+            bucket_dry: Duration::from_millis(parsed_or("BUCKET_DRY_MS", 1000)?),
+            bucket_refill_wait: Duration::from_millis(parsed_or("BUCKET_REFILL_WAIT_MS", 3000)?),
         })
     }
 }
@@ -586,6 +595,8 @@ impl Default for SaleConfig {
             memo_ttl: Duration::from_millis(1000),
             memo_upcoming_max: Duration::from_secs(30),
             stock_cache_ttl: Duration::from_millis(500),
+            bucket_dry: Duration::from_millis(1000),
+            bucket_refill_wait: Duration::from_millis(3000),
         }
     }
 }

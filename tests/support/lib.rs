@@ -304,6 +304,18 @@ impl TestEnv {
         lasts: chrono::Duration,
         limits: (u32, u32, u32),
     ) -> Activity {
+        self.create_split_sale(stock, 1, starts_in, lasts, limits).await
+    }
+
+    /// [`Self::create_sale`] with its stock split into `buckets` buckets.
+    pub async fn create_split_sale(
+        &self,
+        stock: i64,
+        buckets: u16,
+        starts_in: chrono::Duration,
+        lasts: chrono::Duration,
+        limits: (u32, u32, u32),
+    ) -> Activity {
         let product_id = self
             .sale
             .list_product(
@@ -329,6 +341,7 @@ impl TestEnv {
                 rate_limit_per_sec: limits.0,
                 burst: limits.1,
                 per_user_per_min: limits.2,
+                buckets,
             })
             .await
             .expect("insert activity");

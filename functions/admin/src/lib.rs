@@ -72,6 +72,9 @@ struct ActivityBody {
     burst: i64,
     #[serde(default = "default_per_user")]
     per_user_per_min: i64,
+    /// Stock buckets (1 to 16): the sale's stock split over that many Redis hash tags.
+    #[serde(default = "default_buckets")]
+    buckets: i64,
 }
 
 /// `PATCH /admin/activities/{id}`: any of the three limits.
@@ -81,10 +84,19 @@ struct LimitsBody {
     rate_limit_per_sec: Option<i64>,
     burst: Option<i64>,
     per_user_per_min: Option<i64>,
+    buckets: Option<i64>,
 }
 
 fn default_per_user() -> i64 {
     5
+}
+
+fn default_buckets() -> i64 {
+    1
+}
+
+fn buckets(v: i64) -> Result<u16, ApiError> {
+    Ok(admin::count("buckets", v, shared::domain::MAX_BUCKETS.into())? as u16)
 }
 
 /// The request's `Idempotency-Key`, if it sent one.
@@ -131,6 +143,7 @@ async fn route(a: &Admin, req: &Request) -> Result<Response<Body>, ApiError> {
                 rate_limit_per_sec: admin::count("rate_limit_per_sec", b.rate_limit_per_sec, admin::MAX_RATE_PER_SEC)?,
                 burst: admin::count("burst", b.burst, admin::MAX_BURST)?,
                 per_user_per_min: admin::count("per_user_per_min", b.per_user_per_min, admin::MAX_PER_USER_PER_MIN)?,
+                buckets: buckets(b.buckets)?,
             };
             ok(StatusCode::CREATED, &a.create_activity(who, &new, idempotency_key(req)?.as_deref()).await?)
         }
@@ -170,6 +183,7 @@ async fn route(a: &Admin, req: &Request) -> Result<Response<Body>, ApiError> {
                     .per_user_per_min
                     .map(|v| admin::count("per_user_per_min", v, admin::MAX_PER_USER_PER_MIN))
                     .transpose()?,
+                buckets: b.buckets.map(buckets).transpose()?,
             };
             ok(StatusCode::OK, &a.update_limits(who, id, &change).await?)
         }

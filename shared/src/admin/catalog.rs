@@ -17,6 +17,8 @@ pub struct LimitsChange {
     pub rate_limit_per_sec: Option<u32>,
     pub burst: Option<u32>,
     pub per_user_per_min: Option<u32>,
+    /// Stock buckets: only before the activity starts.
+    pub buckets: Option<u16>,
 }
 
 /// What warming one activity did, and the sale as it reads now.
@@ -87,6 +89,7 @@ impl Admin {
             made.rate_limit_per_sec,
             made.burst,
             made.per_user_per_min,
+            made.buckets,
         ) == (
             a.product_id,
             a.stock,
@@ -95,6 +98,7 @@ impl Admin {
             a.rate_limit_per_sec,
             a.burst,
             a.per_user_per_min,
+            a.buckets,
         );
         if key.is_some() && !same {
             return Err(invalid("this Idempotency-Key was used for another activity"));
@@ -128,8 +132,25 @@ impl Admin {
         activity_id: u64,
         change: &LimitsChange,
     ) -> Result<Activity, AdminError> {
-        if change.rate_limit_per_sec.is_none() && change.burst.is_none() && change.per_user_per_min.is_none() {
-            return Err(AdminError::Invalid("give at least one of rate_limit_per_sec, burst, per_user_per_min".into()));
+        if change.rate_limit_per_sec.is_none()
+            && change.burst.is_none()
+            && change.per_user_per_min.is_none()
+            && change.buckets.is_none()
+        {
+            return Err(AdminError::Invalid(
+                "give at least one of rate_limit_per_sec, burst, per_user_per_min, buckets".into(),
+            ));
+        }
+        // The buckets first: refused once the activity started (a user's bucket depends on
+        // them), and then nothing else of the request changes either.
+        if let Some(buckets) = change.buckets {
+            let now = chrono::Utc::now();
+            if !self.db().update_activity_buckets(activity_id, buckets, now).await? {
+                return Err(match self.db().activity(activity_id).await? {
+                    None => AdminError::NotFound,
+                    Some(_) => AdminError::Started,
+                });
+            }
         }
         let found = self
             .db()

@@ -13,7 +13,7 @@ pub mod validation;
 
 pub use catalog::{LimitsChange, Warmed};
 pub use publish::{Pages, PublishError, Published, render_page};
-pub use reconcile::Reconcile;
+pub use reconcile::{BucketReport, Reconcile};
 pub use validation::{
     DEFAULT_PER, MAX_BURST, MAX_PER, MAX_PER_USER_PER_MIN, MAX_RATE_PER_SEC, MAX_STOCK, count, idempotency_key, paging,
 };
@@ -30,6 +30,9 @@ pub enum AdminError {
     Invalid(String),
     #[error("not found")]
     NotFound,
+    /// A change only allowed before the activity starts (its number of buckets).
+    #[error("the activity has started")]
+    Started,
     #[error("the page could not be published")]
     Publish(#[source] PublishError),
     #[error(transparent)]

@@ -248,6 +248,7 @@ mod tests {
             rate_limit_per_sec: 1,
             burst: 1,
             per_user_per_min: 1,
+            buckets: 1,
         };
         let html = render_page(
             "<h1>{{name}}</h1><p>{{description}}</p><i>{{price}}</i><main data-id=\"{{product_id}}\" data-s=\"{{starts_at}}\" data-api=\"{{api_url}}\">",

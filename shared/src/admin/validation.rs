@@ -100,6 +100,7 @@ pub fn validate_activity(a: &NewActivity) -> Result<(), AdminError> {
     count("rate_limit_per_sec", a.rate_limit_per_sec.into(), MAX_RATE_PER_SEC)?;
     count("burst", a.burst.into(), MAX_BURST)?;
     count("per_user_per_min", a.per_user_per_min.into(), MAX_PER_USER_PER_MIN)?;
+    count("buckets", a.buckets.into(), crate::domain::MAX_BUCKETS.into())?;
     Ok(())
 }
 

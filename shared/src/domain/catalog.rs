@@ -24,6 +24,8 @@ pub struct Activity {
     pub rate_limit_per_sec: u32,
     pub burst: u32,
     pub per_user_per_min: u32,
+    /// Stock buckets (`domain::shard`): 1 = one hash tag, as before buckets existed.
+    pub buckets: u16,
 }
 
 pub const UNLIMITED: i64 = -1;
@@ -47,4 +49,5 @@ pub struct NewActivity {
     pub rate_limit_per_sec: u32,
     pub burst: u32,
     pub per_user_per_min: u32,
+    pub buckets: u16,
 }

@@ -3,6 +3,7 @@
 //! - [`ids`]: user ids, numeric ids, times as the API and Redis carry them.
 //! - [`catalog`]: products and activities (and what an admin submits to create them).
 //! - [`orders`]: an order row, its status, pages of a list, what a rebuild needs of orders.
+//! - [`shard`]: stock buckets: which bucket a user meets, which one sold a receipt.
 //! - [`messages`]: the queue messages (order, payment timeout) and a delivered record.
 //! - [`SaleState`]: where a sale stands in its window.
 
@@ -10,10 +11,12 @@ pub mod catalog;
 pub mod ids;
 pub mod messages;
 pub mod orders;
+pub mod shard;
 
 pub use catalog::{Activity, NewActivity, NewProduct, Product, UNLIMITED};
 pub use ids::{MAX_ID, UserId, from_ms, to_ms, valid_id};
 pub use messages::{OrderMessage, Record, TimeoutMessage};
+pub use shard::{MAX_BUCKETS, Shard, receipt_product};
 pub use orders::{DeadLetter, KnownOrder, NewOrder, OrderKey, OrderRow, OrderStatus, Page, Returned, StatusCounts};
 
 use serde::Serialize;

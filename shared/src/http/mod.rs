@@ -54,6 +54,8 @@ pub enum ApiError {
     OrderNotReady,
     #[error("the order was cancelled (unpaid in time, or the purchase failed)")]
     OrderCancelled,
+    #[error("the activity has started: its number of buckets can no longer change")]
+    ActivityStarted,
     #[error("the service is temporarily unavailable; retry shortly")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -68,7 +70,11 @@ impl ApiError {
             Self::RouteNotFound | Self::ProductNotFound | Self::OrderNotFound | Self::ActivityNotFound => {
                 StatusCode::NOT_FOUND
             }
-            Self::SoldOut | Self::AlreadyBought { .. } | Self::OrderNotReady | Self::OrderCancelled => {
+            Self::SoldOut
+            | Self::AlreadyBought { .. }
+            | Self::OrderNotReady
+            | Self::OrderCancelled
+            | Self::ActivityStarted => {
                 StatusCode::CONFLICT
             }
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -91,6 +97,7 @@ impl ApiError {
             Self::ActivityNotFound => "activity_not_found",
             Self::OrderNotReady => "order_not_ready",
             Self::OrderCancelled => "order_cancelled",
+            Self::ActivityStarted => "activity_started",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
         }
@@ -135,6 +142,7 @@ impl From<AdminError> for ApiError {
         match e {
             AdminError::Invalid(msg) => Self::InvalidRequest(msg),
             AdminError::NotFound => Self::ActivityNotFound,
+            AdminError::Started => Self::ActivityStarted,
             AdminError::Sale(e) => e.into(),
             other @ AdminError::Publish(_) => Self::Unavailable(Box::new(other)),
         }

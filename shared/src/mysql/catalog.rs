@@ -7,7 +7,7 @@ use super::Db;
 use crate::domain::{Activity, NewActivity, NewProduct, Page, Product};
 
 /// The columns `activity_from_row` reads, in every activity query.
-const ACTIVITY_COLUMNS: &str = "id, product_id, stock, starts_at, ends_at, rate_limit_per_sec, burst, per_user_per_min";
+const ACTIVITY_COLUMNS: &str = "id, product_id, stock, starts_at, ends_at, rate_limit_per_sec, burst, per_user_per_min, buckets";
 const PRODUCT_COLUMNS: &str = "id, name, description, price_cents, image_url";
 
 fn product_from_row(r: &sqlx::mysql::MySqlRow) -> Result<Product, sqlx::Error> {
@@ -30,6 +30,7 @@ fn activity_from_row(r: &sqlx::mysql::MySqlRow) -> Result<Activity, sqlx::Error>
         rate_limit_per_sec: r.try_get::<i32, _>("rate_limit_per_sec")?.max(0) as u32,
         burst: r.try_get::<i32, _>("burst")?.max(0) as u32,
         per_user_per_min: r.try_get::<i32, _>("per_user_per_min")?.max(0) as u32,
+        buckets: r.try_get::<u16, _>("buckets")?.max(1),
     })
 }
 
@@ -123,8 +124,8 @@ impl Db {
         let _statement = self.count();
         let done = sqlx::query(
             r#"INSERT INTO activities
-               (product_id, stock, starts_at, ends_at, rate_limit_per_sec, burst, per_user_per_min, idempotency_key)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?)"#,
+               (product_id, stock, starts_at, ends_at, rate_limit_per_sec, burst, per_user_per_min, buckets, idempotency_key)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"#,
         )
         .bind(a.product_id)
         .bind(a.stock)
@@ -133,6 +134,7 @@ impl Db {
         .bind(a.rate_limit_per_sec)
         .bind(a.burst)
         .bind(a.per_user_per_min)
+        .bind(a.buckets)
         .bind(key)
         .execute(&self.pool)
         .await;
@@ -172,6 +174,20 @@ impl Db {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sets an activity's number of stock buckets, only while it has not started at `now`:
+    /// false when there is no such activity or it has started.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn update_activity_buckets(&self, id: u64, buckets: u16, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+        let _statement = self.count();
+        let done = sqlx::query(r#"UPDATE activities SET buckets = ? WHERE id = ? AND starts_at > ?"#)
+            .bind(buckets)
+            .bind(id)
+            .bind(now.naive_utc())
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -226,20 +242,21 @@ impl Db {
         rows.iter().map(activity_from_row).collect()
     }
 
-    /// Products whose activities have not ended, or ended within `horizon`.
+    /// Activities that have not ended, or ended within `horizon`: (product id, activity id,
+    /// stock buckets) of each.
     #[tracing::instrument(skip(self), err)]
     pub async fn recent_products(
         &self,
         now: DateTime<Utc>,
         horizon: std::time::Duration,
-    ) -> Result<Vec<u64>, sqlx::Error> {
+    ) -> Result<Vec<(u64, u64, u16)>, sqlx::Error> {
         let _statement = self.count();
         let since = now - chrono::Duration::from_std(horizon).unwrap_or(chrono::Duration::days(1));
-        let rows = sqlx::query(r#"SELECT DISTINCT product_id FROM activities WHERE ends_at > ?"#)
+        let rows = sqlx::query(r#"SELECT product_id, id, buckets FROM activities WHERE ends_at > ?"#)
             .bind(since)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| r.try_get::<u64, _>(0)).collect()
+        rows.iter().map(|r| Ok((r.try_get::<u64, _>(0)?, r.try_get::<u64, _>(1)?, r.try_get::<u16, _>(2)?))).collect()
     }
 
     /// Each activity's unit price (its product's), for the ids given.

@@ -12,7 +12,7 @@ use chrono::Utc;
 
 use super::sweep::{SweepReport, sweep};
 use crate::{
-    domain::OrderMessage,
+    domain::{OrderMessage, Shard},
     sale::{Sale, SaleError},
     sqs::Queue,
     telemetry::{
@@ -36,6 +36,8 @@ pub struct RetryReport {
     pub unfinished: usize,
     /// Entries left in the outboxes after the run (not yet acknowledged by the consumer).
     pub pending: u64,
+    /// Moves between stock buckets that a dead refill left half done, finished by this run.
+    pub moves_finished: u64,
     /// Age of the oldest entry this run claimed (every entry unacknowledged for longer than
     /// `OUTBOX_RETRY_AFTER_SECS` is claimed at least once per backoff), in milliseconds.
     pub oldest_age_ms: i64,
@@ -57,17 +59,30 @@ impl OutboxRetry {
         // so older activities have none unless a run could not finish them: those are on the
         // list an earlier run left in Redis).
         let since = cfg.horizon.max(cfg.outbox_max_age + Duration::from_secs(3600));
-        let mut products = self.sale.db.recent_products(Utc::now(), since).await?;
+        // Every bucket of a recent activity's sale, and the shards an earlier run left.
+        let recent = self.sale.db.recent_products(Utc::now(), since).await?;
+        let mut products: Vec<Shard> = Vec::new();
+        for &(product_id, _, buckets) in &recent {
+            products.extend(Shard::all(product_id, buckets));
+        }
         products.extend(self.sale.redis.outbox_products().await?);
-        products.sort_unstable();
-        products.dedup();
+        products.sort_unstable_by_key(Shard::label);
+        products.dedup_by_key(|s| s.label());
         let mut report = RetryReport { products: products.len(), ..Default::default() };
         let deadline = started + cfg.outbox_run_budget;
-        for product_id in products {
+        for shard in products {
             // Boxed: keeps this future's type shallow (a drain reaches the rebuild and the bloom refill).
-            if let Err(e) = Box::pin(self.drain(product_id, deadline, &mut report)).await {
+            if let Err(e) = Box::pin(self.drain(shard, deadline, &mut report)).await {
                 report.products_failed += 1;
-                tracing::error!(error = %error_chain(&e), product_id, "outbox retry failed for this product; the next run retries it");
+                let product_id = shard.product_id;
+                tracing::error!(error = %error_chain(&e), product_id, bucket = shard.bucket, "outbox retry failed for this product; the next run retries it");
+            }
+        }
+        // Moves a dead refill left half done (sale::rebalance): their units sell again.
+        for &(product_id, activity_id, buckets) in recent.iter().filter(|(_, _, n)| *n > 1) {
+            match self.sale.recover_moves(product_id, buckets, activity_id).await {
+                Ok(n) => report.moves_finished += n,
+                Err(e) => tracing::error!(error = %error_chain(&e), product_id, "unfinished moves not finished; the next run retries"),
             }
         }
         report.sweep = sweep(&self.sale).await?;
@@ -82,7 +97,7 @@ impl OutboxRetry {
 
     /// Resends everything due in one product's outbox, claim after claim, until nothing is due
     /// or the run's budget is spent; then records whether the outbox still has entries.
-    async fn drain(&self, product_id: u64, deadline: Instant, report: &mut RetryReport) -> Result<(), SaleError> {
+    async fn drain(&self, product_id: Shard, deadline: Instant, report: &mut RetryReport) -> Result<(), SaleError> {
         let cfg = &self.sale.cfg;
         let max_age_ms = cfg.outbox_max_age.as_millis() as i64;
         loop {

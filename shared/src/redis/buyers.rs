@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use super::{RedisStore, StoreError};
+use crate::domain::Shard;
 
 /// The live activity's buyers: user -> receipt.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,34 +35,54 @@ pub enum BuyersRead {
 const PAGE: u64 = 1000;
 
 impl RedisStore {
-    /// The live activity's buyers, unless neither the live activity nor the number of buyers
-    /// changed since `previous` was read.
+    /// The live activity's buyers (of every bucket of a split sale), unless neither the live
+    /// activity nor the number of buyers changed since `previous` was read.
     #[tracing::instrument(skip(self, previous), err)]
-    pub async fn live_buyers(&self, product_id: u64, previous: Option<&LiveBuyers>) -> Result<BuyersRead, StoreError> {
-        let key = self.keys.buyers(product_id);
-        let (activity, fields): (Option<u64>, u64) = redis::pipe()
-            .hget(self.keys.sale(product_id), "activity_id")
-            .hlen(&key)
-            .query_async(&mut self.conn())
-            .await?;
-        let Some(activity_id) = activity else { return Ok(BuyersRead::NotLoaded) };
+    pub async fn live_buyers(
+        &self,
+        product_id: u64,
+        buckets: u16,
+        previous: Option<&LiveBuyers>,
+    ) -> Result<BuyersRead, StoreError> {
+        let shards: Vec<Shard> = Shard::all(product_id, buckets).collect();
+        let mut activity_id = None;
+        let mut fields = 0;
+        for shard in &shards {
+            let (activity, n): (Option<u64>, u64) = redis::pipe()
+                .hget(self.keys.sale(*shard), "activity_id")
+                .hlen(self.keys.buyers(*shard))
+                .query_async(&mut self.conn())
+                .await?;
+            let Some(activity) = activity else { return Ok(BuyersRead::NotLoaded) };
+            activity_id.get_or_insert(activity);
+            fields += n;
+        }
+        let Some(activity_id) = activity_id else { return Ok(BuyersRead::NotLoaded) };
         if previous.is_some_and(|p| p.activity_id == activity_id && p.fields == fields) {
             return Ok(BuyersRead::Unchanged);
         }
         let prefix = format!("{activity_id}:");
         let mut receipts = HashMap::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, page): (u64, Vec<(String, String)>) =
-                redis::cmd("HSCAN").arg(&key).arg(cursor).arg("COUNT").arg(PAGE).query_async(&mut self.conn()).await?;
-            for (member, receipt) in page {
-                if let Some(user) = member.strip_prefix(&prefix) {
-                    receipts.insert(user.to_owned(), receipt);
+        for shard in shards {
+            let key = self.keys.buyers(shard);
+            let mut cursor = 0u64;
+            loop {
+                let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                    .arg(&key)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(PAGE)
+                    .query_async(&mut self.conn())
+                    .await?;
+                for (member, receipt) in page {
+                    if let Some(user) = member.strip_prefix(&prefix) {
+                        receipts.insert(user.to_owned(), receipt);
+                    }
                 }
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
             }
         }
         Ok(BuyersRead::Read(LiveBuyers { activity_id, fields, receipts }))

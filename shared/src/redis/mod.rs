@@ -19,9 +19,18 @@ use redis::AsyncCommands;
 
 pub use connection::{Conn, ConnectError};
 pub use keys::Keys;
-pub use scripts::ReplyError;
+pub use scripts::{ReplyError, take::PendingMove};
 
-use crate::{config::RedisConfig, domain::OrderMessage};
+use crate::{
+    config::RedisConfig,
+    domain::{OrderMessage, Shard},
+};
+
+/// The shard that sold `receipt` (it names its bucket); the product's home for a receipt that
+/// names none or another product.
+pub fn shard_of(product_id: u64, receipt: &str) -> Shard {
+    Shard::of_receipt(receipt).filter(|s| s.product_id == product_id).unwrap_or(Shard::home(product_id))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -47,6 +56,18 @@ pub struct SaleSnapshot {
     pub ends_at_ms: i64,
     /// Redis' clock when this was read: the clock `buy.lua` decides the window by.
     pub now_ms: i64,
+    /// How many buckets the sale has (`domain::shard`); `stock` is this bucket's part.
+    pub buckets: u16,
+}
+
+/// One bucket's units as a reader counts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketStock {
+    pub activity_id: u64,
+    /// Its stock (-1 = unlimited).
+    pub stock: i64,
+    /// Moves out of it not yet settled ([`RedisStore::in_transit`] counts their units).
+    pub moving: Vec<PendingMove>,
 }
 
 /// The sale and the outbox read in one atomic step (what a load derives from; the reconcile
@@ -55,6 +76,11 @@ pub struct SaleSnapshot {
 pub struct SaleAndOutbox {
     /// (activity id, stock) of the sale Redis holds, if any.
     pub live: Option<(u64, i64)>,
+    /// The buckets the sale Redis holds says it has (1 when none is there).
+    pub buckets: u16,
+    /// Moves out of this bucket not yet settled (`moves:out`); [`RedisStore::in_transit`]
+    /// says how many of their units the receivers do not have yet.
+    pub moving: Vec<PendingMove>,
     /// The sale's `ver` (changes with every load), for the load's compare-and-set.
     pub version: Option<String>,
     pub outbox: Vec<OrderMessage>,
@@ -111,16 +137,17 @@ impl RedisStore {
     }
 
     #[tracing::instrument(skip(self), err)]
-    pub async fn sale(&self, product_id: u64) -> Result<Option<SaleSnapshot>, StoreError> {
+    pub async fn sale(&self, shard: impl Into<Shard> + std::fmt::Debug) -> Result<Option<SaleSnapshot>, StoreError> {
         let (fields, (secs, micros)): (Vec<Option<i64>>, (i64, i64)) = redis::pipe()
             .cmd("HMGET")
-            .arg(self.keys.sale(product_id))
-            .arg(&["activity_id", "stock", "starts_at", "ends_at"])
+            .arg(self.keys.sale(shard))
+            .arg(&["activity_id", "stock", "starts_at", "ends_at", "buckets"])
             .cmd("TIME")
             .query_async(&mut self.conn())
             .await?;
         Ok(match fields.as_slice() {
-            [Some(activity_id), Some(stock), Some(starts_at_ms), Some(ends_at_ms)] => Some(SaleSnapshot {
+            [Some(activity_id), Some(stock), Some(starts_at_ms), Some(ends_at_ms), buckets] => Some(SaleSnapshot {
+                buckets: buckets.and_then(|n| u16::try_from(n).ok()).unwrap_or(1).max(1),
                 activity_id: u64::try_from(*activity_id).unwrap_or(0),
                 stock: *stock,
                 starts_at_ms: *starts_at_ms,
@@ -129,6 +156,36 @@ impl RedisStore {
             }),
             _ => None,
         })
+    }
+
+    /// One bucket's stock and the units on their way out of it, read atomically.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn bucket_stock(&self, shard: Shard) -> Result<Option<BucketStock>, StoreError> {
+        let ((activity, stock), moving): ((Option<u64>, Option<i64>), Vec<(String, String)>) = redis::pipe()
+            .atomic()
+            .cmd("HMGET")
+            .arg(self.keys.sale(shard))
+            .arg(&["activity_id", "stock"])
+            .hgetall(self.keys.moves_out(shard))
+            .query_async(&mut self.conn())
+            .await?;
+        let moving = scripts::take::pending_moves(shard, moving);
+        Ok(activity.zip(stock).map(|(activity_id, stock)| BucketStock { activity_id, stock, moving }))
+    }
+
+    /// Units of unsettled moves that their receivers do not have yet (a move given but not
+    /// settled is in the receiver's stock already; one whose receiver lost its keys is counted
+    /// here, and the give that finishes it adds it there).
+    #[tracing::instrument(skip(self, moves), fields(n = moves.len()), err)]
+    pub async fn in_transit(&self, moves: &[PendingMove]) -> Result<i64, StoreError> {
+        let mut units = 0;
+        for m in moves {
+            let given: bool = self.conn().sismember(self.keys.moves_in(m.to), &m.id).await?;
+            if !given {
+                units += m.units;
+            }
+        }
+        Ok(units)
     }
 
     /// Takes a lock (`keys.rebuild_lock(..)`, `keys.bloom_lock()`): true when this caller
@@ -148,33 +205,43 @@ impl RedisStore {
 
     /// Order messages still in the product's outbox (not yet acknowledged by the consumer).
     #[tracing::instrument(skip(self), err)]
-    pub async fn outbox(&self, product_id: u64) -> Result<Vec<OrderMessage>, StoreError> {
-        let raw: Vec<String> = self.conn().hvals(self.keys.outbox(product_id)).await?;
+    pub async fn outbox(&self, shard: impl Into<Shard> + std::fmt::Debug) -> Result<Vec<OrderMessage>, StoreError> {
+        let raw: Vec<String> = self.conn().hvals(self.keys.outbox(shard)).await?;
         Ok(raw.iter().filter_map(|m| parse_entry(m)).collect())
     }
 
     /// One outbox entry, if it is still there.
     #[tracing::instrument(skip(self), err)]
     pub async fn outbox_entry(&self, product_id: u64, receipt: &str) -> Result<Option<OrderMessage>, StoreError> {
-        let raw: Option<String> = self.conn().hget(self.keys.outbox(product_id), receipt).await?;
+        let raw: Option<String> = self.conn().hget(self.keys.outbox(shard_of(product_id, receipt)), receipt).await?;
         Ok(raw.and_then(|m| parse_entry(&m)))
     }
 
-    /// The live activity and its stock, and the outbox's messages, read atomically.
+    /// The live activity and its stock, the outbox's messages and the units on their way out
+    /// of this bucket, read atomically (one bucket: every key shares its tag).
     #[tracing::instrument(skip(self), err)]
-    pub async fn sale_and_outbox(&self, product_id: u64) -> Result<SaleAndOutbox, StoreError> {
+    pub async fn sale_and_outbox(&self, shard: impl Into<Shard> + std::fmt::Debug) -> Result<SaleAndOutbox, StoreError> {
+        let shard = shard.into();
         let k = &self.keys;
-        type Fields = (Option<u64>, Option<i64>, Option<String>);
-        let ((activity, stock, version), raw): (Fields, Vec<String>) = redis::pipe()
-            .atomic()
-            .cmd("HMGET")
-            .arg(k.sale(product_id))
-            .arg(&["activity_id", "stock", "ver"])
-            .hvals(k.outbox(product_id))
-            .query_async(&mut self.conn())
-            .await?;
+        type Fields = (Option<u64>, Option<i64>, Option<String>, Option<u16>);
+        let ((activity, stock, version, buckets), raw, moving): (Fields, Vec<String>, Vec<(String, String)>) =
+            redis::pipe()
+                .atomic()
+                .cmd("HMGET")
+                .arg(k.sale(shard))
+                .arg(&["activity_id", "stock", "ver", "buckets"])
+                .hvals(k.outbox(shard))
+                .hgetall(k.moves_out(shard))
+                .query_async(&mut self.conn())
+                .await?;
         let outbox = raw.iter().filter_map(|m| parse_entry(m)).collect();
-        Ok(SaleAndOutbox { live: activity.zip(stock), version, outbox })
+        Ok(SaleAndOutbox {
+            live: activity.zip(stock),
+            buckets: buckets.unwrap_or(1).max(1),
+            moving: scripts::take::pending_moves(shard, moving),
+            version,
+            outbox,
+        })
     }
 
     /// Confirms that a write is on the primary that serves `key` now and on
@@ -200,22 +267,24 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Products an earlier `outbox-retry` run left with outbox entries.
+    /// Shards (products, or buckets of a split sale) an earlier `outbox-retry` run left with
+    /// outbox entries, or a load put there.
     #[tracing::instrument(skip(self), err)]
-    pub async fn outbox_products(&self) -> Result<Vec<u64>, StoreError> {
-        Ok(self.conn().smembers(self.keys.outbox_products()).await?)
+    pub async fn outbox_products(&self) -> Result<Vec<Shard>, StoreError> {
+        let labels: Vec<String> = self.conn().smembers(self.keys.outbox_products()).await?;
+        Ok(labels.iter().filter_map(|l| Shard::from_label(l)).collect())
     }
 
     /// Entries left in the product's outbox; the product stays on (or leaves) the list of
     /// products `outbox-retry` must visit accordingly.
     #[tracing::instrument(skip(self), err)]
-    pub async fn track_outbox(&self, product_id: u64) -> Result<u64, StoreError> {
-        let left: u64 = self.conn().hlen(self.keys.outbox(product_id)).await?;
+    pub async fn track_outbox(&self, shard: Shard) -> Result<u64, StoreError> {
+        let left: u64 = self.conn().hlen(self.keys.outbox(shard)).await?;
         let list = self.keys.outbox_products();
         if left > 0 {
-            let _: () = self.conn().sadd(list, product_id).await?;
+            let _: () = self.conn().sadd(list, shard.label()).await?;
         } else {
-            let _: () = self.conn().srem(list, product_id).await?;
+            let _: () = self.conn().srem(list, shard.label()).await?;
         }
         Ok(left)
     }

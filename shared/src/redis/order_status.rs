@@ -29,8 +29,8 @@ impl RedisStore {
         receipt: &str,
     ) -> Result<(Option<KnownOrder>, Option<OrderMessage>), StoreError> {
         let (status, entry): (Option<String>, Option<String>) = redis::pipe()
-            .hget(self.keys.order_status(product_id), receipt)
-            .hget(self.keys.outbox(product_id), receipt)
+            .hget(self.keys.order_status(super::shard_of(product_id, receipt)), receipt)
+            .hget(self.keys.outbox(super::shard_of(product_id, receipt)), receipt)
             .query_async(&mut self.conn())
             .await?;
         let status = status.and_then(|raw| match serde_json::from_str(&raw) {
@@ -57,19 +57,27 @@ impl RedisStore {
         if orders.is_empty() {
             return Ok(());
         }
-        let key = self.keys.order_status(product_id);
-        let mut pipe = redis::pipe();
+        // Each status lives in the bucket that sold the receipt; one pipeline per bucket (its
+        // commands share a slot).
+        let mut by_key: std::collections::BTreeMap<String, Vec<&KnownOrder>> = Default::default();
         for o in orders {
-            let json = serde_json::to_string(o).map_err(|e| super::ReplyError::new("order status", e.to_string()))?;
-            if o.is_final() {
-                pipe.hset(&key, o.receipt(), json).ignore();
-            } else {
-                pipe.hset_nx(&key, o.receipt(), json).ignore();
-            }
+            by_key.entry(self.keys.order_status(super::shard_of(product_id, o.receipt()))).or_default().push(o);
         }
-        // Sliding: the hash lives `ttl` after its last write (no `NX`, which needs Redis 7).
-        pipe.cmd("PEXPIRE").arg(&key).arg(ttl.as_millis() as u64).ignore();
-        let () = pipe.query_async(&mut self.conn()).await?;
+        for (key, orders) in by_key {
+            let mut pipe = redis::pipe();
+            for o in orders {
+                let json =
+                    serde_json::to_string(o).map_err(|e| super::ReplyError::new("order status", e.to_string()))?;
+                if o.is_final() {
+                    pipe.hset(&key, o.receipt(), json).ignore();
+                } else {
+                    pipe.hset_nx(&key, o.receipt(), json).ignore();
+                }
+            }
+            // Sliding: the hash lives `ttl` after its last write (no `NX`, which needs Redis 7).
+            pipe.cmd("PEXPIRE").arg(&key).arg(ttl.as_millis() as u64).ignore();
+            let () = pipe.query_async(&mut self.conn()).await?;
+        }
         Ok(())
     }
 
@@ -78,7 +86,7 @@ impl RedisStore {
     #[tracing::instrument(skip(self), err)]
     pub async fn forget_order_status(&self, product_id: u64, receipt: &str) -> Result<(), StoreError> {
         let _: i64 = redis::cmd("HDEL")
-            .arg(self.keys.order_status(product_id))
+            .arg(self.keys.order_status(super::shard_of(product_id, receipt)))
             .arg(receipt)
             .query_async(&mut self.conn())
             .await?;

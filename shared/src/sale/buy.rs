@@ -3,7 +3,8 @@
 //! the order message goes to SQS.
 
 use std::{
-    sync::Arc,
+    collections::HashMap,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -13,7 +14,7 @@ use super::{
     memo::{self, Memo},
 };
 use crate::{
-    domain::{SaleState, UserId},
+    domain::{SaleState, Shard, UserId},
     redis::{
         buyers::{BuyersRead, LiveBuyers},
         scripts::buy::{BuyReply, Limits},
@@ -46,6 +47,9 @@ pub struct BuyService {
     pub queue: Queue,
     pub limiter: Limiter,
     pub memo: Memo<Known>,
+    /// How many stock buckets each product's sale has, as this instance last learnt it (1
+    /// until a reply says otherwise: `buy.lua` answers a wrong belief with the right number).
+    pub buckets: Mutex<HashMap<u64, u16>>,
 }
 
 /// An answer this instance keeps for a while, with the buyers of a sold-out or ended sale (who
@@ -79,7 +83,17 @@ pub enum Freshness {
 
 impl BuyService {
     pub fn new(sale: Sale, queue: Queue) -> Self {
-        Self { sale, queue, limiter: Limiter::default(), memo: Memo::default() }
+        Self { sale, queue, limiter: Limiter::default(), memo: Memo::default(), buckets: Mutex::default() }
+    }
+
+    fn buckets_of(&self, product_id: u64) -> u16 {
+        let known = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        known.get(&product_id).copied().unwrap_or(1)
+    }
+
+    fn learn_buckets(&self, product_id: u64, buckets: u16) {
+        let mut known = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        known.insert(product_id, buckets.max(1));
     }
 
     /// Keeps an answer Redis gave that holds for every user of the sale for a while (with the
@@ -109,7 +123,7 @@ impl BuyService {
         }
         let buyers = if with_buyers {
             let previous = self.memo.last(product_id).and_then(|k| k.buyers);
-            match self.sale.redis.live_buyers(product_id, previous.as_deref()).await {
+            match self.sale.redis.live_buyers(product_id, self.buckets_of(product_id), previous.as_deref()).await {
                 Ok(BuyersRead::Read(b)) => Some(Arc::new(b)),
                 Ok(BuyersRead::Unchanged) => previous,
                 Ok(BuyersRead::NotLoaded) => return,
@@ -152,18 +166,45 @@ impl BuyService {
         Ok(decision)
     }
 
+    /// The user's bucket decides (one round trip in the common case). Asked with a wrong number
+    /// of buckets, it names the right one and the call goes again; found empty, the caller
+    /// refills it or waits for the refill (`sale::rebalance`), up to `BUCKET_REFILL_WAIT_MS`.
     async fn ask_redis(&self, user: &UserId, product_id: u64) -> Result<Decision, SaleError> {
         let mut rebuilt = false;
+        let mut relearnt = 0;
+        let refill_deadline = Instant::now() + self.sale.cfg.bucket_refill_wait;
         loop {
-            let reply = self.sale.redis.buy(product_id, user.as_str(), self.sale.cfg.outbox_retry_after).await?;
+            let shard = Shard::of_user(product_id, user.as_str(), self.buckets_of(product_id));
+            let reply = self.sale.redis.buy(shard, user.as_str(), self.sale.cfg.outbox_retry_after).await?;
             let learn = |limits: Limits| {
                 self.limiter.learn(product_id, limits, Instant::now());
                 Some(limits.activity_id)
             };
             let (outcome, activity_id) = match reply {
                 BuyReply::NotLoaded if !rebuilt => {
-                    self.sale.ensure_loaded(product_id).await?;
+                    self.sale.ensure_loaded(shard).await?;
                     rebuilt = true;
+                    continue;
+                }
+                // Twice is enough for any real change (it happens only before a sale opens).
+                BuyReply::WrongBuckets { buckets } if relearnt < 2 => {
+                    self.learn_buckets(product_id, buckets);
+                    relearnt += 1;
+                    continue;
+                }
+                BuyReply::WrongBuckets { .. } => return Err(SaleError::RebuildBusy),
+                BuyReply::Refill { .. } | BuyReply::Refilling { .. } if Instant::now() >= refill_deadline => {
+                    return Err(SaleError::RefillBusy);
+                }
+                BuyReply::Refill { limits } => {
+                    learn(limits);
+                    let refill = self.sale.refill(shard, limits.activity_id).await?;
+                    tracing::debug!(?refill, bucket = shard.bucket, "bucket refilled");
+                    continue;
+                }
+                BuyReply::Refilling { lease_left_ms, limits } => {
+                    learn(limits);
+                    tokio::time::sleep(Duration::from_millis(lease_left_ms.clamp(1, 10) as u64)).await;
                     continue;
                 }
                 BuyReply::NotLoaded => return Err(SaleError::RebuildBusy),

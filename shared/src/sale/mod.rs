@@ -5,6 +5,7 @@
 //! - [`rebuild`]: the cache-miss rebuild (bloom filter first, one rebuilder at a time) and what
 //!   Redis should hold for an activity, derived from MySQL and the outbox.
 //! - [`warm`]: warm-up of one activity and the scheduled warm-up.
+//! - [`rebalance`]: a split sale's units moved to a bucket that ran dry, crash-safe.
 //! - [`restore`]: a returned purchase's unit back in stock, once.
 //! - [`bloom`]: listing a product (its row, then its bloom bits) and refilling a lost filter.
 //! - [`limits`]: the per-instance token bucket.
@@ -14,6 +15,7 @@ pub mod bloom;
 pub mod buy;
 pub mod limits;
 pub mod memo;
+pub mod rebalance;
 pub mod rebuild;
 pub mod restore;
 pub mod stock;
@@ -40,6 +42,8 @@ pub enum SaleError {
     Mysql(#[from] sqlx::Error),
     #[error("another caller is rebuilding the sale and did not finish in time")]
     RebuildBusy,
+    #[error("the buyer's stock bucket was being refilled and the refill did not finish in time")]
+    RefillBusy,
 }
 
 /// Redis + MySQL, as every sale path needs them, and the function's metrics.

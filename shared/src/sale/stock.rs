@@ -61,14 +61,35 @@ impl Sale {
         if snap.activity_id == 0 {
             return Err(SaleError::ProductNotFound);
         }
+        let stock = if snap.buckets > 1 && snap.stock != UNLIMITED {
+            self.total_stock(product_id, snap.activity_id, snap.buckets).await?
+        } else {
+            snap.stock
+        };
         Ok(StockView {
             product_id,
             activity_id: snap.activity_id,
-            stock: snap.stock,
+            stock,
             unlimited: snap.stock == UNLIMITED,
             starts_at_ms: snap.starts_at_ms,
             ends_at_ms: snap.ends_at_ms,
             state: SaleState::at(snap.now_ms, snap.starts_at_ms, snap.ends_at_ms),
         })
+    }
+}
+
+impl Sale {
+    /// A split sale's stock: every bucket's, and the units on their way between buckets (a
+    /// rebalance's move in progress, or one a dead caller left). Each bucket is read on its
+    /// own, so the sum is as of slightly different moments, like any cached stock figure.
+    #[tracing::instrument(skip(self), err)]
+    pub async fn total_stock(&self, product_id: u64, activity_id: u64, buckets: u16) -> Result<i64, SaleError> {
+        let mut total = 0;
+        for shard in crate::domain::Shard::all(product_id, buckets) {
+            if let Some(b) = self.redis.bucket_stock(shard).await?.filter(|b| b.activity_id == activity_id) {
+                total += b.stock.max(0) + self.redis.in_transit(&b.moving).await?;
+            }
+        }
+        Ok(total)
     }
 }

@@ -34,13 +34,21 @@ impl Sale {
     pub async fn warm(&self, activity: &Activity) -> Result<LoadReply, SaleError> {
         self.redis.bloom_add(activity.product_id).await?;
         for _ in 0..LOAD_TRIES {
-            let load = self.derive_load(activity).await?;
-            let reply = self
-                .redis
-                .load_sale(activity.product_id, LoadMode::Refresh, &load, self.cfg.negative_ttl, self.cfg.retention)
-                .await?;
-            if reply != LoadReply::Stale {
-                return Ok(reply);
+            // One load per bucket (one for a sale that is not split); what they did, together:
+            // deferred if any bucket deferred, written if any was written, else refreshed.
+            let mut replies = Vec::new();
+            for (shard, load) in self.derive_loads(activity).await? {
+                replies.push(
+                    self.redis
+                        .load_sale(shard, LoadMode::Refresh, &load.load, self.cfg.negative_ttl, self.cfg.retention)
+                        .await?,
+                );
+            }
+            if !replies.contains(&LoadReply::Stale) {
+                return Ok([LoadReply::Deferred, LoadReply::Written, LoadReply::AlreadyLoaded]
+                    .into_iter()
+                    .find(|r| replies.contains(r))
+                    .unwrap_or(LoadReply::Refreshed));
             }
             tracing::info!("the sale changed while it was derived; deriving again");
         }

@@ -27,15 +27,24 @@ impl RedisStore {
             return Ok(AckReply::default());
         }
         let k = &self.keys;
-        let mut inv = SCRIPT.key(k.sale(product_id));
-        inv.key(k.buyers(product_id))
-            .key(k.outbox(product_id))
-            .key(k.outbox_due(product_id))
-            .key(k.outbox_attempts(product_id));
+        // One call per bucket that sold them (each receipt names its bucket).
+        let mut by_shard: std::collections::BTreeMap<String, (crate::domain::Shard, Vec<&OrderMessage>)> =
+            Default::default();
         for m in orders {
-            inv.arg(m.activity_id).arg(&m.user_id).arg(&m.receipt);
+            let shard = crate::redis::shard_of(product_id, &m.receipt);
+            by_shard.entry(shard.label()).or_insert_with(|| (shard, Vec::new())).1.push(m);
         }
-        let (adopted, oversold): (i64, i64) = self.run(&inv).await?;
-        Ok(AckReply { adopted, oversold })
+        let mut reply = AckReply::default();
+        for (shard, orders) in by_shard.into_values() {
+            let mut inv = SCRIPT.key(k.sale(shard));
+            inv.key(k.buyers(shard)).key(k.outbox(shard)).key(k.outbox_due(shard)).key(k.outbox_attempts(shard));
+            for m in orders {
+                inv.arg(m.activity_id).arg(&m.user_id).arg(&m.receipt);
+            }
+            let (adopted, oversold): (i64, i64) = self.run(&inv).await?;
+            reply.adopted += adopted;
+            reply.oversold += oversold;
+        }
+        Ok(reply)
     }
 }

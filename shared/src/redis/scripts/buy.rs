@@ -6,7 +6,10 @@ use std::{sync::LazyLock, time::Duration};
 use redis::Value;
 
 use super::{Lua, ReplyError, int, text};
-use crate::redis::{RedisStore, StoreError};
+use crate::{
+    domain::Shard,
+    redis::{RedisStore, StoreError},
+};
 
 static SCRIPT: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("../../../../lua/buy.lua")));
 
@@ -47,7 +50,20 @@ pub enum BuyReply {
         retry_after_ms: i64,
         limits: Limits,
     },
+    /// The sale has this many buckets, not the number the caller asked with: ask the user's
+    /// bucket of that many.
+    WrongBuckets { buckets: u16 },
+    /// The user's bucket is empty and another caller is refilling it: ask again shortly
+    /// (nothing was counted against any limit).
+    Refilling { lease_left_ms: i64, limits: Limits },
+    /// The user's bucket is empty and this caller holds its refill lease: refill it
+    /// (`sale::rebalance`), then ask again.
+    Refill { limits: Limits },
 }
+
+/// How long a refill may hold a bucket's lease before another caller takes over (one that
+/// died leaves it to expire).
+pub const REFILL_LEASE: Duration = Duration::from_millis(1000);
 
 /// The activity's per-instance token bucket settings, carried back by every reply so an
 /// instance follows an admin's change without a deploy and without an extra round trip, and
@@ -87,6 +103,11 @@ impl BuyReply {
             5 => Self::Ended { ends_at_ms: detail_int()?, limits },
             6 => Self::UserLimited { retry_after_ms: detail_int()?, limits },
             8 => Self::ActivityLimited { retry_after_ms: detail_int()?, limits },
+            9 => Self::WrongBuckets {
+                buckets: u16::try_from(detail_int()?).map_err(|_| bad(format!("{items:?}")))?,
+            },
+            10 => Self::Refilling { lease_left_ms: detail_int()?, limits },
+            11 => Self::Refill { limits },
             other => return Err(bad(format!("code {other}"))),
         })
     }
@@ -101,19 +122,31 @@ impl RedisStore {
     /// and a retrying buyer gets its receipt) or is gone with the primary, together with its
     /// unit and its buyer record.
     #[tracing::instrument(skip(self), err)]
-    pub async fn buy(&self, product_id: u64, user: &str, retry_after: Duration) -> Result<BuyReply, StoreError> {
+    ///
+    /// `shard` is the user's bucket of the sale as the caller believes it split
+    /// ([`Shard::of_user`]); a wrong belief is answered [`BuyReply::WrongBuckets`].
+    pub async fn buy(
+        &self,
+        shard: impl Into<Shard> + std::fmt::Debug,
+        user: &str,
+        retry_after: Duration,
+    ) -> Result<BuyReply, StoreError> {
+        let shard = shard.into();
         let k = &self.keys;
         let value: Value = self
             .run(
                 SCRIPT
-                    .key(k.sale(product_id))
-                    .key(k.buyers(product_id))
-                    .key(k.outbox(product_id))
-                    .key(k.outbox_due(product_id))
-                    .key(k.user_limit(product_id, user))
+                    .key(k.sale(shard))
+                    .key(k.buyers(shard))
+                    .key(k.outbox(shard))
+                    .key(k.outbox_due(shard))
+                    .key(k.user_limit(shard, user))
                     .arg(user)
-                    .arg(product_id)
-                    .arg(retry_after.as_millis() as u64),
+                    .arg(shard.product_id)
+                    .arg(retry_after.as_millis() as u64)
+                    .arg(shard.buckets)
+                    .arg(shard.receipt_suffix())
+                    .arg(REFILL_LEASE.as_millis() as u64),
             )
             .await?;
         let reply = BuyReply::from_value(&value)?;
@@ -124,7 +157,7 @@ impl RedisStore {
                 .map_err(|e| ReplyError::new("buy.lua", format!("queued message: {e}")))?
                 .activity_id;
             // The buyer record, as buy.lua wrote it: "<activity_id>:<user>" -> receipt.
-            self.confirm_replicated(&k.buyers(product_id), &format!("{activity_id}:{user}"), receipt).await?;
+            self.confirm_replicated(&k.buyers(shard), &format!("{activity_id}:{user}"), receipt).await?;
         }
         Ok(reply)
     }

@@ -6,7 +6,10 @@
 use std::{sync::LazyLock, time::Duration};
 
 use super::{Lua, ReplyError};
-use crate::redis::{RedisStore, StoreError};
+use crate::{
+    domain::Shard,
+    redis::{RedisStore, StoreError},
+};
 
 /// Most members one staging command carries (each buyer is two arguments).
 pub const CHUNK: usize = 1000;
@@ -26,6 +29,8 @@ pub struct SaleLoad {
     pub rate_per_sec: u32,
     pub burst: u32,
     pub seq: u64,
+    /// How many buckets the sale has (this load is one bucket's part: its stock, its buyers).
+    pub buckets: u16,
     /// ("<activity>:<user>", receipt) of everyone who already bought in this activity.
     pub buyers: Vec<(String, String)>,
     /// Receipts whose unit is already back in stock (cancelled or dead-lettered).
@@ -46,6 +51,7 @@ impl SaleLoad {
             rate_per_sec: 0,
             burst: 0,
             seq: 0,
+            buckets: 1,
             buyers: vec![],
             returned: vec![],
             read_version: None,
@@ -94,12 +100,13 @@ impl RedisStore {
     #[tracing::instrument(skip(self, load), fields(activity_id = load.activity_id, buyers = load.buyers.len()), err)]
     pub async fn load_sale(
         &self,
-        product_id: u64,
+        product_id: impl Into<Shard> + std::fmt::Debug,
         mode: LoadMode,
         load: &SaleLoad,
         negative_ttl: Duration,
         retention: Duration,
     ) -> Result<LoadReply, StoreError> {
+        let product_id: Shard = product_id.into();
         let k = &self.keys;
         let version = super::super::unique_token();
         let (staged_buyers, staged_returned) =
@@ -122,6 +129,7 @@ impl RedisStore {
         }
         let mut inv = SCRIPT.key(k.sale(product_id));
         inv.key(k.buyers(product_id)).key(k.restored(product_id)).key(&staged_buyers).key(&staged_returned);
+        inv.key(k.moves_out(product_id)).key(k.moves_in(product_id));
         inv.arg(match mode {
             LoadMode::IfMissing => "if_missing",
             LoadMode::Refresh => "refresh",
@@ -137,14 +145,18 @@ impl RedisStore {
         .arg(load.seq)
         .arg(negative_ttl.as_millis() as u64)
         .arg(retention.as_millis() as u64)
-        .arg(&version);
+        .arg(&version)
+        .arg(load.buckets.max(1));
         let code: i64 = self.run(&inv).await?;
         let reply = LoadReply::from_code(code)?;
         if reply == LoadReply::Written && load.activity_id != 0 {
             // A product that can sell is on outbox-retry's list until its outbox is empty
             // (outside the script: the list is not in the product's slot).
-            let _: () =
-                redis::cmd("SADD").arg(k.outbox_products()).arg(product_id).query_async(&mut self.conn()).await?;
+            let _: () = redis::cmd("SADD")
+                .arg(k.outbox_products())
+                .arg(product_id.label())
+                .query_async(&mut self.conn())
+                .await?;
         }
         Ok(reply)
     }

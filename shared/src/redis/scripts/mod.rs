@@ -12,9 +12,11 @@
 pub mod ack;
 pub mod buy;
 pub mod claim;
+pub mod give;
 pub mod load_sale;
 pub mod restore;
 pub mod sent;
+pub mod take;
 pub mod unlock;
 
 use redis::{Cmd, FromRedisValue, RedisError, ToRedisArgs, Value};

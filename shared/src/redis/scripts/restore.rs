@@ -34,14 +34,16 @@ impl RedisStore {
     #[tracing::instrument(skip(self), err)]
     pub async fn restore(&self, product_id: u64, activity_id: u64, receipt: &str) -> Result<RestoreReply, StoreError> {
         let k = &self.keys;
+        // The bucket that sold it: its stock, its restored set, its outbox.
+        let shard = crate::redis::shard_of(product_id, receipt);
         let code: i64 = self
             .run(
                 SCRIPT
-                    .key(k.sale(product_id))
-                    .key(k.restored(product_id))
-                    .key(k.outbox(product_id))
-                    .key(k.outbox_due(product_id))
-                    .key(k.outbox_attempts(product_id))
+                    .key(k.sale(shard))
+                    .key(k.restored(shard))
+                    .key(k.outbox(shard))
+                    .key(k.outbox_due(shard))
+                    .key(k.outbox_attempts(shard))
                     .arg(receipt)
                     .arg(activity_id),
             )

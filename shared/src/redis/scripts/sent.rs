@@ -11,7 +11,7 @@ impl RedisStore {
     /// Records one accepted send for each receipt still in the product's outbox; returns how
     /// many were counted.
     #[tracing::instrument(skip(self, receipts), fields(n = receipts.len()), err)]
-    pub async fn record_sent(&self, product_id: u64, receipts: &[String]) -> Result<u64, StoreError> {
+    pub async fn record_sent(&self, product_id: crate::domain::Shard, receipts: &[String]) -> Result<u64, StoreError> {
         if receipts.is_empty() {
             return Ok(0);
         }
