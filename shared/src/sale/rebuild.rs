@@ -127,17 +127,18 @@ impl Sale {
     /// or Redis lost everything). When some do (Redis lost some buckets of a split sale), the
     /// lost ones share what the survivors and the moves on their way do not hold. A purchase a
     /// survivor makes while this reads is counted twice (in its stock, then in MySQL), never
-    /// not at all: a rebuilt bucket can come back short by such a purchase, never over. Buckets
-    /// beyond the activity's number that an earlier split left are written empty with the new
-    /// number, so an instance that still believes in them is told the right one.
+    /// not at all: a rebuilt bucket can come back short by such a purchase, never over. The
+    /// buckets of an earlier split into another number are written empty with the new number,
+    /// so an instance that still believes in them is told the right one.
     #[tracing::instrument(skip(self, a), fields(activity_id = a.id), err)]
     pub(super) async fn derive_loads(&self, a: &Activity) -> Result<Vec<(Shard, BucketLoad)>, SaleError> {
         let n = a.buckets.max(1);
         let home = self.redis.sale_and_outbox(a.product_id).await?;
         let mut shards: Vec<Shard> = Shard::all(a.product_id, n).collect();
-        // An earlier split of this product with more buckets: those are written empty.
-        if home.buckets > n {
-            shards.extend((n..home.buckets).map(|bucket| Shard { product_id: a.product_id, bucket, buckets: home.buckets }));
+        // An earlier split of this product into another number of buckets (changed before the
+        // sale opened): its buckets are written empty with the new number.
+        if home.buckets != n {
+            shards.extend((1..home.buckets).map(|bucket| Shard { product_id: a.product_id, bucket, buckets: home.buckets }));
         }
         let mut reads = vec![home];
         for shard in &shards[1..] {
@@ -172,8 +173,10 @@ impl Sale {
         let left = (a.stock - taken).max(0);
         let seq = buyers.iter().map(HashMap::len).sum::<usize>() as u64;
 
-        let held: Vec<bool> =
-            (0..shards.len()).map(|i| i < usize::from(n) && reads[i].live.is_some_and(|(id, _)| id == a.id)).collect();
+        // A bucket holds the activity as split now; one split otherwise is being split anew.
+        let held: Vec<bool> = (0..shards.len())
+            .map(|i| i < usize::from(n) && reads[i].buckets == n && reads[i].live.is_some_and(|(id, _)| id == a.id))
+            .collect();
         let holds = |i: usize| held[i];
         let mut survivors = 0;
         for i in (0..shards.len()).filter(|&i| holds(i)) {
