@@ -61,7 +61,10 @@ async fn twenty_thousand_buyers_of_a_thousand_units_in_three_buckets_get_each_un
     let pollers = env.start_pollers().await;
 
     // Each answer, and for a sold-out one when it arrived and what Redis held right after it.
-    let users: Vec<String> = (0..BUYERS).map(|i| format!("crowd-{i}")).collect();
+    // Bucket 0's users come first: it runs dry while the others are full, so its buyers are
+    // served by units moved to it (a sale whose buckets drain evenly would prove less).
+    let mut users: Vec<String> = (0..BUYERS).map(|i| format!("crowd-{i}")).collect();
+    users.sort_by_key(|u| Shard::of_user(a.product_id, u, 3).bucket);
     let answers: Vec<(String, StatusCode, String, Option<(i64, i64)>)> = stream::iter(users.iter().map(|u| {
         let env = &env;
         let a = &a;
@@ -93,9 +96,10 @@ async fn twenty_thousand_buyers_of_a_thousand_units_in_three_buckets_get_each_un
         },
     );
     assert_eq!(others.get("409 Conflict sold_out").copied(), Some(BUYERS - UNITS as usize), "{others:?}");
-    // Every bucket sold: the receipts name all three.
-    let sold_by: HashSet<u16> = winners.values().filter_map(|r| Shard::of_receipt(r)).map(|s| s.bucket).collect();
-    assert_eq!(sold_by.len(), 3, "{sold_by:?}");
+    // Units did move: bucket 0's buyers, who came first, bought more than its third (here
+    // typically all of it, drawn from the other buckets by refills).
+    let from_bucket_0 = winners.values().filter(|r| Shard::of_receipt(r).map(|s| s.bucket) == Some(0)).count();
+    assert!(from_bucket_0 > 334, "bucket 0 sold only {from_bucket_0}");
 
     // No "sold out" while a unit was left: Redis held none right after each such answer, and
     // none arrived before the last unit was sold (Redis' clock stamps each sale; same host).
