@@ -40,7 +40,7 @@ cluster_env=$(scripts/redis-cluster.sh env | sed -e 's/^export //' -e 's/^REDIS_
   -e 's/^REDIS_CLUSTER=/TEST_REDIS_CLUSTER=/' -e 's/^REDIS_TLS_CA_FILE=/TEST_REDIS_TLS_CA_FILE=/')
 set +e
 # shellcheck disable=SC2086 # the three NAME=value words
-env $cluster_env cargo test -p flash-tests --test buy_path --test pipeline --test admin --test correctness --test scale --test metrics --test gateway -- \
+env $cluster_env cargo test -p flash-tests --test buy_path --test pipeline --test admin --test correctness --test scale --test metrics --test gateway --test buckets -- \
     --test-threads "${TEST_THREADS:-4}" \
     --skip buy_and_stock_return_503_when_redis_is_down \
     --skip d09_a_payment_that_answers_503_has_paid_nothing \

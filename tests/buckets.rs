@@ -88,13 +88,11 @@ async fn twenty_thousand_buyers_of_a_thousand_units_in_three_buckets_get_each_un
     let accepted = answers.iter().filter(|x| x.1 == StatusCode::ACCEPTED).count();
     assert_eq!(accepted as i64, UNITS, "exactly the units are sold");
     assert_eq!(winners.len(), accepted, "no user twice");
-    let others: BTreeMap<String, usize> = answers.iter().filter(|x| x.1 != StatusCode::ACCEPTED).fold(
-        BTreeMap::new(),
-        |mut m, x| {
+    let others: BTreeMap<String, usize> =
+        answers.iter().filter(|x| x.1 != StatusCode::ACCEPTED).fold(BTreeMap::new(), |mut m, x| {
             *m.entry(format!("{} {}", x.1, if x.3.is_some() { "sold_out" } else { "other" })).or_default() += 1;
             m
-        },
-    );
+        });
     assert_eq!(others.get("409 Conflict sold_out").copied(), Some(BUYERS - UNITS as usize), "{others:?}");
     // Units did move: bucket 0's buyers, who came first, bought more than its third (here
     // typically all of it, drawn from the other buckets by refills).
@@ -218,8 +216,11 @@ async fn a_refill_killed_after_each_of_its_steps_loses_and_duplicates_no_unit() 
 
 #[tokio::test]
 async fn every_part_of_a_split_sale_finds_the_bucket_of_a_purchase() {
-    let sale =
-        SaleConfig { outbox_retry_after: Duration::ZERO, payment_window: Duration::from_secs(1), ..Options::default().sale };
+    let sale = SaleConfig {
+        outbox_retry_after: Duration::ZERO,
+        payment_window: Duration::from_secs(1),
+        ..Options::default().sale
+    };
     let env = TestEnv::start_with(Options { sale, ..Options::default() }).await;
     let a = split_sale(&env, 30, 3).await;
 
@@ -355,9 +356,9 @@ async fn an_admin_chooses_the_buckets_before_the_sale_opens_and_cannot_after() {
     assert_eq!(bucket_stocks(&env, &a).await, vec![Some(30), Some(30), Some(30)]);
 
     // Before it opens: 3 -> 2, the sale in Redis is split anew (nobody can have bought).
-    let patched =
-        env.admin(reqwest::Method::PATCH, &format!("/admin/activities/{id}"), Some(serde_json::json!({"buckets": 2})))
-            .await;
+    let patched = env
+        .admin(reqwest::Method::PATCH, &format!("/admin/activities/{id}"), Some(serde_json::json!({"buckets": 2})))
+        .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
     assert_eq!(patched.json["buckets"], 2);
     let warmed = env.admin(reqwest::Method::POST, &format!("/admin/activities/{id}/warmup"), None).await;

@@ -39,6 +39,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use sqlx::Row;
 
+mod buckets;
 mod plot;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -54,6 +55,9 @@ struct Args {
     json: PathBuf,
     runner: PathBuf,
     port: u16,
+    /// `--compare-buckets 1,3`: instead of the full benchmark, the same sale with each number
+    /// of stock buckets (`buckets`).
+    compare_buckets: Option<Vec<u16>>,
 }
 
 fn args() -> Result<Args, BoxError> {
@@ -65,6 +69,7 @@ fn args() -> Result<Args, BoxError> {
         json: root.join("target/bench/latest.json"),
         runner: root.join("target/release/flash-local"),
         port: 3917,
+        compare_buckets: None,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut it = raw.iter();
@@ -77,6 +82,9 @@ fn args() -> Result<Args, BoxError> {
             "--json" => a.json = value.into(),
             "--runner" => a.runner = value.into(),
             "--port" => a.port = value.parse()?,
+            "--compare-buckets" => {
+                a.compare_buckets = Some(value.split(',').map(str::parse).collect::<Result<_, _>>()?);
+            }
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -475,6 +483,61 @@ async fn outcome(sent: reqwest::Result<reqwest::Response>) -> String {
 
 struct Runner(Child);
 
+/// Starts the runner (release build) on the bench's database, queues and key prefix, and waits
+/// until it answers. Returns it with an HTTP client and its base URL.
+async fn start_runner(
+    a: &Args,
+    redis_cfg: &shared::config::RedisConfig,
+    database_url: &str,
+    orders_url: &str,
+    timeouts_url: &str,
+    prefix: &str,
+) -> Result<(Runner, reqwest::Client, String), BoxError> {
+    let log_path = a.runner.with_file_name("bench-runner.log");
+    let log = std::fs::File::create(&log_path)?;
+    let base = format!("http://127.0.0.1:{}", a.port);
+    let runner_proc = Runner(
+        Command::new(&a.runner)
+            .args(["serve", "--migrate"])
+            .env("REDIS_URL", &redis_cfg.url)
+            .env("REDIS_CLUSTER", redis_cfg.cluster.to_string())
+            .env("REDIS_WAIT_REPLICAS", redis_cfg.wait_replicas.to_string())
+            .env("REDIS_KEY_PREFIX", prefix)
+            .env("DATABASE_URL", database_url)
+            .env("DATABASE_MAX_CONNECTIONS", "8")
+            .env("AWS_ENDPOINT_URL", SQS)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("ORDERS_QUEUE_URL", orders_url)
+            .env("PAYMENT_TIMEOUTS_QUEUE_URL", timeouts_url)
+            .env("SQS_POLLERS", "8")
+            .env("SQS_POLL_WAIT_SECS", "1")
+            .env("LOCAL_JWT_SECRET", SECRET)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{}", a.port))
+            .env("RUST_LOG", "warn")
+            // The instance-local answers as configured (SALE_MEMO_MS=0 STOCK_CACHE_MS=0 runs
+            // the sale without them, for the before/after figures).
+            .envs(["SALE_MEMO_MS", "STOCK_CACHE_MS"].iter().filter_map(|k| Some((k, std::env::var(k).ok()?))))
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| {
+                format!("could not start {} (build it: cargo build --release -p runner): {e}", a.runner.display())
+            })?,
+    );
+    let http = reqwest::Client::builder().pool_max_idle_per_host(a.connections).build()?;
+    eprintln!("  starting the runner {} (log: {})", a.runner.display(), log_path.display());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{base}/products/1/stock")).send().await.is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("runner did not start; see {}", log_path.display()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok((runner_proc, http, base))
+}
+
 impl Drop for Runner {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -512,6 +575,9 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let a = args()?;
+    if let Some(counts) = a.compare_buckets.clone() {
+        return buckets::compare(&a, &counts).await;
+    }
     let run = Utc::now().format("%H%M%S").to_string();
     println!("flash-sale benchmark: {} users, {} units, {} connections (run {run})", a.users, a.units, a.connections);
 
@@ -555,48 +621,9 @@ async fn main() -> Result<(), BoxError> {
 
     let orders_url = create_queue(&sqs, &format!("bench-{run}-orders")).await?;
     let timeouts_url = create_queue(&sqs, &format!("bench-{run}-payment-timeouts")).await?;
-    let log_path = a.runner.with_file_name("bench-runner.log");
-    let log = std::fs::File::create(&log_path)?;
-    let base = format!("http://127.0.0.1:{}", a.port);
-    let runner_proc = Runner(
-        Command::new(&a.runner)
-            .args(["serve", "--migrate"])
-            .env("REDIS_URL", &redis_cfg.url)
-            .env("REDIS_CLUSTER", redis_cfg.cluster.to_string())
-            .env("REDIS_WAIT_REPLICAS", redis_cfg.wait_replicas.to_string())
-            .env("REDIS_KEY_PREFIX", format!("bench{run}"))
-            .env("DATABASE_URL", &database_url)
-            .env("DATABASE_MAX_CONNECTIONS", "8")
-            .env("AWS_ENDPOINT_URL", SQS)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("ORDERS_QUEUE_URL", &orders_url)
-            .env("PAYMENT_TIMEOUTS_QUEUE_URL", &timeouts_url)
-            .env("SQS_POLLERS", "8")
-            .env("SQS_POLL_WAIT_SECS", "1")
-            .env("LOCAL_JWT_SECRET", SECRET)
-            .env("LISTEN_ADDR", format!("127.0.0.1:{}", a.port))
-            .env("RUST_LOG", "warn")
-            // The instance-local answers as configured (SALE_MEMO_MS=0 STOCK_CACHE_MS=0 runs
-            // the sale without them, for the before/after figures).
-            .envs(["SALE_MEMO_MS", "STOCK_CACHE_MS"].iter().filter_map(|k| Some((k, std::env::var(k).ok()?))))
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .map_err(|e| {
-                format!("could not start {} (build it: cargo build --release -p runner): {e}", a.runner.display())
-            })?,
-    );
-    let http = reqwest::Client::builder().pool_max_idle_per_host(a.connections).build()?;
-    eprintln!("  starting the runner {} (log: {})", a.runner.display(), log_path.display());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http.get(format!("{base}/products/1/stock")).send().await.is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("runner did not start; see {}", log_path.display()).into());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let prefix = format!("bench{run}");
+    let (runner_proc, http, base) =
+        start_runner(&a, &redis_cfg, &database_url, &orders_url, &timeouts_url, &prefix).await?;
 
     let admin = runner::auth::mint(SECRET.as_bytes(), "bench-admin", Some("admin"), Duration::from_secs(7200))?;
     let post =

@@ -127,6 +127,8 @@ pub const COMMON_ENV: &[&str] = &[
     "OUTBOX_MAX_ATTEMPTS",
     "SALE_MEMO_MS",
     "STOCK_CACHE_MS",
+    "BUCKET_DRY_MS",
+    "BUCKET_REFILL_WAIT_MS",
     "RUST_LOG",
     "METRICS_NAMESPACE",
     "ADMIN_SCOPE",

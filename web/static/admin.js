@@ -457,7 +457,8 @@ function saleStateAt(a, now = Date.now()) {
 
 const STATE_WORDS = { upcoming: 'Upcoming', open: 'Open', ended: 'Ended' };
 const stockWords = (stock) => (stock === -1 ? 'unlimited' : String(stock));
-const limitsText = (a) => `${a.rate_limit_per_sec} / ${a.burst} / ${a.per_user_per_min}`;
+const limitsText = (a) =>
+  `${a.rate_limit_per_sec} / ${a.burst} / ${a.per_user_per_min}${a.buckets > 1 ? ` · ${a.buckets} buckets` : ''}`;
 
 function remember(a) {
   if (a && Number.isFinite(Number(a.id))) state.activities.set(Number(a.id), a);
@@ -557,6 +558,7 @@ $('activity-form').addEventListener('submit', async (event) => {
     ['rate_limit_per_sec', 'activity-rate', 'The rate limit'],
     ['burst', 'activity-burst', 'The burst'],
     ['per_user_per_min', 'activity-per-user', 'The per-user limit'],
+    ['buckets', 'activity-buckets', 'The number of stock buckets'],
   ];
   const body = {};
   for (const [key, id, label] of fields) {
@@ -585,6 +587,7 @@ $('activity-form').addEventListener('submit', async (event) => {
     rate_limit_per_sec: body.rate_limit_per_sec,
     burst: body.burst,
     per_user_per_min: body.per_user_per_min,
+    buckets: body.buckets,
   };
   const button = $('activity-create');
   button.disabled = true;
@@ -756,6 +759,22 @@ function renderReport(dl, r) {
     const dd = el('dd', { 'data-field': key, text: fmt(value) });
     if (key === 'balanced') dd.dataset.kind = value ? 'ok' : 'error';
     dl.append(el('div', { class: 'report-row' }, el('dt', { text: label }), dd));
+  }
+  // A split sale: one row per stock bucket (its stock, units on their way out, its outbox).
+  if (Array.isArray(r.buckets) && r.buckets.length > 1) {
+    for (const b of r.buckets) {
+      const text =
+        `stock ${b.stock === null ? 'not loaded' : stockWords(b.stock)}, moving out ${b.moving_out}, ` +
+        `outbox ${b.outbox_pending}`;
+      dl.append(
+        el(
+          'div',
+          { class: 'report-row' },
+          el('dt', { text: `Bucket ${b.bucket}` }),
+          el('dd', { 'data-field': `bucket-${b.bucket}`, text }),
+        ),
+      );
+    }
   }
 }
 

@@ -16,8 +16,8 @@ pub mod shard;
 pub use catalog::{Activity, NewActivity, NewProduct, Product, UNLIMITED};
 pub use ids::{MAX_ID, UserId, from_ms, to_ms, valid_id};
 pub use messages::{OrderMessage, Record, TimeoutMessage};
-pub use shard::{MAX_BUCKETS, Shard, receipt_product};
 pub use orders::{DeadLetter, KnownOrder, NewOrder, OrderKey, OrderRow, OrderStatus, Page, Returned, StatusCounts};
+pub use shard::{MAX_BUCKETS, Shard, receipt_product};
 
 use serde::Serialize;
 

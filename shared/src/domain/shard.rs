@@ -45,7 +45,8 @@ impl Shard {
     /// across processes and releases, unlike std's hasher).
     pub fn of_user(product_id: u64, user: &str, buckets: u16) -> Self {
         let buckets = buckets.max(1);
-        let hash = user.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        let hash =
+            user.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
         Self { product_id, bucket: (hash % u64::from(buckets)) as u16, buckets }
     }
 
@@ -65,7 +66,11 @@ impl Shard {
             (None, None, None) => Some(Self::home(product_id)),
             (Some(b), Some(n), None) => {
                 let (bucket, buckets) = (b.parse::<u16>().ok()?, n.parse::<u16>().ok()?);
-                (bucket >= 1 && bucket < buckets && buckets <= MAX_BUCKETS).then_some(Self { product_id, bucket, buckets })
+                (bucket >= 1 && bucket < buckets && buckets <= MAX_BUCKETS).then_some(Self {
+                    product_id,
+                    bucket,
+                    buckets,
+                })
             }
             _ => None,
         }
@@ -88,7 +93,11 @@ impl Shard {
             (None, None, None) => Some(Self::home(product_id)),
             (Some(b), Some(n), None) => {
                 let (bucket, buckets) = (b.parse::<u16>().ok()?, n.parse::<u16>().ok()?);
-                (bucket >= 1 && bucket < buckets && buckets <= MAX_BUCKETS).then_some(Self { product_id, bucket, buckets })
+                (bucket >= 1 && bucket < buckets && buckets <= MAX_BUCKETS).then_some(Self {
+                    product_id,
+                    bucket,
+                    buckets,
+                })
             }
             _ => None,
         }
@@ -134,7 +143,9 @@ mod tests {
         assert_eq!(Shard::of_receipt("3-7-alice-100"), Some(Shard::home(7)));
         assert_eq!(Shard::of_receipt("3-7-a-b.c-100.2.3"), Some(Shard { product_id: 7, bucket: 2, buckets: 3 }));
         assert_eq!(Shard::of_receipt("3-7-alice-u5.1.2"), Some(Shard { product_id: 7, bucket: 1, buckets: 2 }));
-        for bad in ["3-7-alice-100.3.3", "3-7-alice-100.0.3", "3-7-alice-100.1", "3-7-alice-1.1.99", "3-7-alice-1.1.2.3"] {
+        for bad in
+            ["3-7-alice-100.3.3", "3-7-alice-100.0.3", "3-7-alice-100.1", "3-7-alice-1.1.99", "3-7-alice-1.1.2.3"]
+        {
             assert_eq!(Shard::of_receipt(bad), None, "{bad}");
         }
         let s = Shard { product_id: 7, bucket: 2, buckets: 3 };

@@ -74,9 +74,7 @@ impl ApiError {
             | Self::AlreadyBought { .. }
             | Self::OrderNotReady
             | Self::OrderCancelled
-            | Self::ActivityStarted => {
-                StatusCode::CONFLICT
-            }
+            | Self::ActivityStarted => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -7,7 +7,8 @@ use super::Db;
 use crate::domain::{Activity, NewActivity, NewProduct, Page, Product};
 
 /// The columns `activity_from_row` reads, in every activity query.
-const ACTIVITY_COLUMNS: &str = "id, product_id, stock, starts_at, ends_at, rate_limit_per_sec, burst, per_user_per_min, buckets";
+const ACTIVITY_COLUMNS: &str =
+    "id, product_id, stock, starts_at, ends_at, rate_limit_per_sec, burst, per_user_per_min, buckets";
 const PRODUCT_COLUMNS: &str = "id, name, description, price_cents, image_url";
 
 fn product_from_row(r: &sqlx::mysql::MySqlRow) -> Result<Product, sqlx::Error> {
@@ -180,7 +181,12 @@ impl Db {
     /// Sets an activity's number of stock buckets, only while it has not started at `now`:
     /// false when there is no such activity or it has started.
     #[tracing::instrument(skip(self), err)]
-    pub async fn update_activity_buckets(&self, id: u64, buckets: u16, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    pub async fn update_activity_buckets(
+        &self,
+        id: u64,
+        buckets: u16,
+        now: DateTime<Utc>,
+    ) -> Result<bool, sqlx::Error> {
         let _statement = self.count();
         let done = sqlx::query(r#"UPDATE activities SET buckets = ? WHERE id = ? AND starts_at > ?"#)
             .bind(buckets)

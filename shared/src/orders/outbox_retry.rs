@@ -82,7 +82,9 @@ impl OutboxRetry {
         for &(product_id, activity_id, buckets) in recent.iter().filter(|(_, _, n)| *n > 1) {
             match self.sale.recover_moves(product_id, buckets, activity_id).await {
                 Ok(n) => report.moves_finished += n,
-                Err(e) => tracing::error!(error = %error_chain(&e), product_id, "unfinished moves not finished; the next run retries"),
+                Err(e) => {
+                    tracing::error!(error = %error_chain(&e), product_id, "unfinished moves not finished; the next run retries")
+                }
             }
         }
         report.sweep = sweep(&self.sale).await?;

@@ -220,7 +220,10 @@ impl RedisStore {
     /// The live activity and its stock, the outbox's messages and the units on their way out
     /// of this bucket, read atomically (one bucket: every key shares its tag).
     #[tracing::instrument(skip(self), err)]
-    pub async fn sale_and_outbox(&self, shard: impl Into<Shard> + std::fmt::Debug) -> Result<SaleAndOutbox, StoreError> {
+    pub async fn sale_and_outbox(
+        &self,
+        shard: impl Into<Shard> + std::fmt::Debug,
+    ) -> Result<SaleAndOutbox, StoreError> {
         let shard = shard.into();
         let k = &self.keys;
         type Fields = (Option<u64>, Option<i64>, Option<String>, Option<u16>);

@@ -86,8 +86,7 @@ impl Sale {
     ) -> Result<Refill, SaleError> {
         let n = to.buckets.max(1);
         // The receiver first (a look), then the givers in turn, starting after it.
-        let order: Vec<Shard> =
-            (0..n).map(|i| Shard { bucket: (to.bucket + i) % n, ..to }).collect();
+        let order: Vec<Shard> = (0..n).map(|i| Shard { bucket: (to.bucket + i) % n, ..to }).collect();
         for _ in 0..ROUNDS {
             let mut first: Vec<(Shard, Taken)> = Vec::with_capacity(order.len());
             for &shard in &order {

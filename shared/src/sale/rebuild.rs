@@ -111,7 +111,13 @@ impl Sale {
                 .redis
                 .load_sale(shard, LoadMode::IfMissing, &load.load, self.cfg.negative_ttl, self.cfg.retention)
                 .await?;
-            tracing::info!(activity_id = activity.id, bucket = shard.bucket, stock = load.load.stock, ?reply, "sale rebuilt from MySQL");
+            tracing::info!(
+                activity_id = activity.id,
+                bucket = shard.bucket,
+                stock = load.load.stock,
+                ?reply,
+                "sale rebuilt from MySQL"
+            );
         }
         Ok(())
     }
@@ -138,7 +144,11 @@ impl Sale {
         // An earlier split of this product into another number of buckets (changed before the
         // sale opened): its buckets are written empty with the new number.
         if home.buckets != n {
-            shards.extend((1..home.buckets).map(|bucket| Shard { product_id: a.product_id, bucket, buckets: home.buckets }));
+            shards.extend((1..home.buckets).map(|bucket| Shard {
+                product_id: a.product_id,
+                bucket,
+                buckets: home.buckets,
+            }));
         }
         let mut reads = vec![home];
         for shard in &shards[1..] {
@@ -186,8 +196,8 @@ impl Sale {
         let mut shares = vec![0i64; shards.len()];
         if lost.len() == usize::from(n) {
             // No bucket holds it: the units left shared out evenly (a first load, or all lost).
-            for i in 0..usize::from(n) {
-                shares[i] = left / i64::from(n) + i64::from((i as i64) < left % i64::from(n));
+            for (i, share) in shares.iter_mut().take(usize::from(n)).enumerate() {
+                *share = left / i64::from(n) + i64::from((i as i64) < left % i64::from(n));
             }
         } else if !lost.is_empty() {
             let rest = (left - survivors).max(0);
@@ -204,7 +214,13 @@ impl Sale {
                 let live = holds(i);
                 let load = SaleLoad {
                     activity_id: a.id,
-                    stock: if a.stock == UNLIMITED { UNLIMITED } else if i < usize::from(n) { shares[i] } else { 0 },
+                    stock: if a.stock == UNLIMITED {
+                        UNLIMITED
+                    } else if i < usize::from(n) {
+                        shares[i]
+                    } else {
+                        0
+                    },
                     starts_at_ms: to_ms(a.starts_at),
                     ends_at_ms: to_ms(a.ends_at),
                     per_user_per_min: a.per_user_per_min,

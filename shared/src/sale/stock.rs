@@ -81,12 +81,19 @@ impl Sale {
 impl Sale {
     /// A split sale's stock: every bucket's, and the units on their way between buckets (a
     /// rebalance's move in progress, or one a dead caller left). Each bucket is read on its
-    /// own, so the sum is as of slightly different moments, like any cached stock figure.
+    /// own, so the sum is as of slightly different moments, like any cached stock figure. A
+    /// bucket Redis lost is rebuilt first.
     #[tracing::instrument(skip(self), err)]
     pub async fn total_stock(&self, product_id: u64, activity_id: u64, buckets: u16) -> Result<i64, SaleError> {
         let mut total = 0;
         for shard in crate::domain::Shard::all(product_id, buckets) {
-            if let Some(b) = self.redis.bucket_stock(shard).await?.filter(|b| b.activity_id == activity_id) {
+            let mut read = self.redis.bucket_stock(shard).await?;
+            if read.is_none() {
+                // Redis lost this bucket: rebuild it (one caller at a time), then read it.
+                self.ensure_loaded(shard).await?;
+                read = self.redis.bucket_stock(shard).await?;
+            }
+            if let Some(b) = read.filter(|b| b.activity_id == activity_id) {
                 total += b.stock.max(0) + self.redis.in_transit(&b.moving).await?;
             }
         }

@@ -52,13 +52,20 @@ pub enum BuyReply {
     },
     /// The sale has this many buckets, not the number the caller asked with: ask the user's
     /// bucket of that many.
-    WrongBuckets { buckets: u16 },
+    WrongBuckets {
+        buckets: u16,
+    },
     /// The user's bucket is empty and another caller is refilling it: ask again shortly
     /// (nothing was counted against any limit).
-    Refilling { lease_left_ms: i64, limits: Limits },
+    Refilling {
+        lease_left_ms: i64,
+        limits: Limits,
+    },
     /// The user's bucket is empty and this caller holds its refill lease: refill it
     /// (`sale::rebalance`), then ask again.
-    Refill { limits: Limits },
+    Refill {
+        limits: Limits,
+    },
 }
 
 /// How long a refill may hold a bucket's lease before another caller takes over (one that
@@ -103,9 +110,7 @@ impl BuyReply {
             5 => Self::Ended { ends_at_ms: detail_int()?, limits },
             6 => Self::UserLimited { retry_after_ms: detail_int()?, limits },
             8 => Self::ActivityLimited { retry_after_ms: detail_int()?, limits },
-            9 => Self::WrongBuckets {
-                buckets: u16::try_from(detail_int()?).map_err(|_| bad(format!("{items:?}")))?,
-            },
+            9 => Self::WrongBuckets { buckets: u16::try_from(detail_int()?).map_err(|_| bad(format!("{items:?}")))? },
             10 => Self::Refilling { lease_left_ms: detail_int()?, limits },
             11 => Self::Refill { limits },
             other => return Err(bad(format!("code {other}"))),

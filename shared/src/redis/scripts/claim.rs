@@ -51,7 +51,12 @@ impl RedisStore {
     /// Claims up to `limit` entries due now (Redis' clock); claimed ones become due again
     /// after `backoff`.
     #[tracing::instrument(skip(self), err)]
-    pub async fn claim_due(&self, product_id: crate::domain::Shard, backoff: Duration, limit: u32) -> Result<Claim, StoreError> {
+    pub async fn claim_due(
+        &self,
+        product_id: crate::domain::Shard,
+        backoff: Duration,
+        limit: u32,
+    ) -> Result<Claim, StoreError> {
         let k = &self.keys;
         let value: Value = self
             .run(

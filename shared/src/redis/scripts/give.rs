@@ -38,7 +38,13 @@ impl GiveReply {
 
 impl RedisStore {
     #[tracing::instrument(skip(self), err)]
-    pub async fn give_units(&self, to: Shard, activity_id: u64, move_id: &str, units: i64) -> Result<GiveReply, StoreError> {
+    pub async fn give_units(
+        &self,
+        to: Shard,
+        activity_id: u64,
+        move_id: &str,
+        units: i64,
+    ) -> Result<GiveReply, StoreError> {
         let k = &self.keys;
         let code: i64 =
             self.run(SCRIPT.key(k.sale(to)).key(k.moves_in(to)).arg(activity_id).arg(move_id).arg(units)).await?;
@@ -48,7 +54,8 @@ impl RedisStore {
     /// The giver forgets a move the receiver has (after [`Self::give_units`]).
     #[tracing::instrument(skip(self), err)]
     pub async fn settle_move(&self, from: Shard, move_id: &str) -> Result<(), StoreError> {
-        let _: i64 = redis::cmd("HDEL").arg(self.keys.moves_out(from)).arg(move_id).query_async(&mut self.conn()).await?;
+        let _: i64 =
+            redis::cmd("HDEL").arg(self.keys.moves_out(from)).arg(move_id).query_async(&mut self.conn()).await?;
         Ok(())
     }
 
