@@ -65,7 +65,8 @@ async fn twenty_thousand_buyers_of_a_thousand_units_in_three_buckets_get_each_un
     // served by units moved to it (a sale whose buckets drain evenly would prove less).
     let mut users: Vec<String> = (0..BUYERS).map(|i| format!("crowd-{i}")).collect();
     users.sort_by_key(|u| Shard::of_user(a.product_id, u, 3).bucket);
-    let answers: Vec<(String, StatusCode, String, Option<(i64, i64)>)> = stream::iter(users.iter().map(|u| {
+    type Answer = (String, StatusCode, String, Option<(i64, i64)>);
+    let answers: Vec<Answer> = stream::iter(users.iter().map(|u| {
         let env = &env;
         let a = &a;
         async move {

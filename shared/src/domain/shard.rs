@@ -61,19 +61,8 @@ impl Shard {
         let product_id = receipt_product(receipt)?;
         let (_, number) = receipt.rsplit_once('-')?;
         let mut parts = number.split('.');
-        let _n = parts.next()?;
-        match (parts.next(), parts.next(), parts.next()) {
-            (None, None, None) => Some(Self::home(product_id)),
-            (Some(b), Some(n), None) => {
-                let (bucket, buckets) = (b.parse::<u16>().ok()?, n.parse::<u16>().ok()?);
-                (bucket >= 1 && bucket < buckets && buckets <= MAX_BUCKETS).then_some(Self {
-                    product_id,
-                    bucket,
-                    buckets,
-                })
-            }
-            _ => None,
-        }
+        parts.next()?;
+        Self::with_suffix(product_id, parts)
     }
 
     /// A short name for lists of shards kept in Redis (`outbox-retry`'s): `7` for the home
@@ -89,6 +78,12 @@ impl Shard {
     pub fn from_label(label: &str) -> Option<Shard> {
         let mut parts = label.split('.');
         let product_id = parts.next()?.parse().ok().filter(|id| super::valid_id(*id))?;
+        Self::with_suffix(product_id, parts)
+    }
+
+    /// The shard named by what follows a receipt's number or a label's product id: nothing
+    /// (the home bucket) or `<bucket>.<buckets>`.
+    fn with_suffix<'a>(product_id: u64, mut parts: impl Iterator<Item = &'a str>) -> Option<Shard> {
         match (parts.next(), parts.next(), parts.next()) {
             (None, None, None) => Some(Self::home(product_id)),
             (Some(b), Some(n), None) => {

@@ -161,7 +161,8 @@ impl RedisStore {
     /// One bucket's stock and the units on their way out of it, read atomically.
     #[tracing::instrument(skip(self), err)]
     pub async fn bucket_stock(&self, shard: Shard) -> Result<Option<BucketStock>, StoreError> {
-        let ((activity, stock), moving): ((Option<u64>, Option<i64>), Vec<(String, String)>) = redis::pipe()
+        type Read = ((Option<u64>, Option<i64>), Vec<(String, String)>);
+        let ((activity, stock), moving): Read = redis::pipe()
             .atomic()
             .cmd("HMGET")
             .arg(self.keys.sale(shard))
