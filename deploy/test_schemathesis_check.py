@@ -65,6 +65,7 @@ RECONCILE = {
     "dead_lettered": 0,
     "balanced": True,
     "outbox_oldest_age_ms": None,
+    "buckets": [{"bucket": 0, "stock": 5, "moving_out": 0, "outbox_pending": 0}],
 }
 
 
@@ -147,6 +148,9 @@ expect("a 202 buy with a field the contract does not have", buy,
        "response_schema_conformance", fails=True)
 expect("a reconcile with outbox_oldest_age_ms as a string", reconcile,
        response(reconcile, 200, {**RECONCILE, "outbox_oldest_age_ms": "5"}), "response_schema_conformance", fails=True)
+expect("a reconcile whose bucket lacks its stock", reconcile,
+       response(reconcile, 200, {**RECONCILE, "buckets": [{"bucket": 0, "moving_out": 0, "outbox_pending": 0}]}),
+       "response_schema_conformance", fails=True)
 expect("a reconcile without outbox_oldest_age_ms", reconcile,
        response(reconcile, 200, {k: v for k, v in RECONCILE.items() if k != "outbox_oldest_age_ms"}),
        "response_schema_conformance", fails=True)
