@@ -290,7 +290,7 @@ step "functions in template.yaml: $logical_ids"
 
 # ---------------------------------------------------------------- 6. invoke
 export DOCKER_HOST=unix://$sock
-pass=0 fail=0 invoked=" "
+pass=0 fail=0 invoked=" " truncated=0
 log=$work/invoke.log
 : >"$log"
 invoke() { # invoke LOGICAL_ID EVENT PYTHON_CHECK (the check sees the response as `r`, its JSON body as `b`)
@@ -304,6 +304,13 @@ invoke() { # invoke LOGICAL_ID EVENT PYTHON_CHECK (the check sees the response a
     echo "FAIL $fn $event: sam local invoke exited non-zero"; tail -n +"$from" "$log" | tail -n 40; fail=$((fail + 1)); return
   fi
   end=$(date +%s%N)
+  # SAM streams the container's log in a thread of its own; now and then (seen once in many
+  # runs, with podman's Docker API) the stream ends right after START, before the function's
+  # lines and RIE's END. Such a run proves nothing about the metrics: noted, and see the end.
+  if ! tail -n +"$from" "$log" | grep -q "^END RequestId"; then
+    truncated=$((truncated + 1))
+    echo "note: the log of $fn ($event) was cut short by SAM (no END line)"
+  fi
   out=$(printf '%s\n' "$out" | awk 'NF' | tail -n 1)   # stdout is the function's response
   if python3 -c "import json,sys; r=json.loads(sys.argv[1]); b=json.loads(r['body']) if isinstance(r, dict) and isinstance(r.get('body'), str) and r['body'][:1] in '{[' else None; assert ($check), r" "$out" 2>/dev/null; then
     printf 'ok   %-22s %-28s %6d ms\n' "$fn" "$event" $(((end - start) / 1000000))
@@ -358,4 +365,12 @@ for fn in $logical_ids; do   # a function added to template.yaml needs its invoc
   [[ $invoked == *" $fn "* ]] || { echo "FAIL $fn: in template.yaml but never invoked here"; fail=$((fail + 1)); }
 done
 echo "sam local invoke: $pass passed, $fail failed ($(( ($(date +%s%N) - t0) / 1000000000 )) s)"
+# A failure in a run whose log SAM cut short may be the cut, not the function: the whole check
+# runs once more from the start (fresh sale, fresh containers). A second failure stands.
+if ((fail > 0 && truncated > 0)) && [[ ${SAM_LOCAL_ATTEMPT:-1} == 1 ]]; then
+  echo "sam local invoke: $truncated log(s) cut short; running the whole check once more"
+  trap - EXIT
+  cleanup
+  SAM_LOCAL_ATTEMPT=2 exec bash "$root/deploy/sam_local_invoke.sh" "$@"
+fi
 [[ $fail -eq 0 ]]

@@ -7,12 +7,15 @@
 -- ARGV[1] activity_id, ARGV[2] move id, ARGV[3] receiving bucket, ARGV[4] "take" | "look"
 -- Reply {taken, stock left (-2 = this bucket does not hold the activity), gen, move id, "to:units", ...}:
 -- `gen` counts every unit that ever arrived here (gives, restores); the out-log's entries
--- (before this move) are moves some caller has not finished.
+-- (before this move; none when the bucket holds another activity) are moves some caller has
+-- not finished.
 local f = redis.call('HMGET', KEYS[1], 'activity_id', 'stock', 'gen', 'expire_at')
 local out = {0, -2, tonumber(f[3]) or 0}
+-- The out-log belongs to the activity this bucket holds (a load of another one deletes it):
+-- a caller asking for another activity gets no moves to finish.
+if f[1] ~= ARGV[1] then return out end
 local pending = redis.call('HGETALL', KEYS[2])
 for i = 1, #pending do out[#out + 1] = pending[i] end
-if f[1] ~= ARGV[1] then return out end
 local stock = tonumber(f[2])
 out[2] = stock
 if ARGV[4] == 'take' and stock > 0 then

@@ -12,7 +12,7 @@ use futures::{StreamExt, stream};
 use reqwest::StatusCode;
 use shared::{
     config::{CoreConfig, MetricsConfig, MysqlConfig, SaleConfig},
-    domain::{Activity, Shard},
+    domain::{Activity, NewActivity, Shard},
     redis::scripts::buy::BuyReply,
     sale::rebalance::Step,
 };
@@ -198,7 +198,22 @@ async fn a_refill_killed_after_each_of_its_steps_loses_and_duplicates_no_unit() 
         assert_eq!(units_in_redis(&env, &a).await, 5, "every unit is counted once after the kill ({stop})");
 
         // outbox-retry's recovery finishes the move; then exactly the 5 units sell, once each.
-        assert_eq!(env.sale.recover_moves(a.product_id, 2, a.id).await.expect("recover"), finished_by_recovery);
+        // The product also has a later split activity: its recovery must not touch this one's moves.
+        let later = NewActivity {
+            product_id: a.product_id,
+            stock: 7,
+            starts_at: a.ends_at + Span::hours(1),
+            ends_at: a.ends_at + Span::hours(2),
+            rate_limit_per_sec: 1000,
+            burst: 1000,
+            per_user_per_min: 5,
+            buckets: 2,
+        };
+        let later_id = env.sale.db.insert_activity(&later).await.expect("a later activity");
+        assert_eq!(env.sale.recover_moves(a.product_id, 2, later_id).await.expect("recover"), 0, "not its moves");
+        assert_eq!(units_in_redis(&env, &a).await, 5, "another activity's recovery leaves the move alone ({stop})");
+        let report = env.app.outbox_retry.run().await.expect("outbox-retry");
+        assert_eq!(report.moves_finished, finished_by_recovery, "{report:?}");
         assert_eq!(env.sale.recover_moves(a.product_id, 2, a.id).await.expect("recover"), 0, "nothing left");
         assert_eq!(bucket_stocks(&env, &a).await, vec![Some(3), Some(2)], "after recovering from {stop}");
         let later: Vec<String> = (0..20).map(|i| format!("{stop}-later-{i}")).collect();

@@ -69,7 +69,7 @@ impl Keys {
     pub fn moves_out(&self, product_id: impl Into<Shard>) -> String {
         self.product(product_id, "moves:out")
     }
-    /// Moves this bucket has been given (set): makes a give happen once.
+    /// Moves this bucket has been given (hash: move id -> units): makes a give happen once.
     pub fn moves_in(&self, product_id: impl Into<Shard>) -> String {
         self.product(product_id, "moves:in")
     }

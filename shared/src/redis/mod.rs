@@ -68,6 +68,8 @@ pub struct BucketStock {
     pub stock: i64,
     /// Moves out of it not yet settled ([`RedisStore::in_transit`] counts their units).
     pub moving: Vec<PendingMove>,
+    /// Units that ever arrived in it (gives, restores).
+    pub generation: i64,
 }
 
 /// The sale and the outbox read in one atomic step (what a load derives from; the reconcile
@@ -78,6 +80,8 @@ pub struct SaleAndOutbox {
     pub live: Option<(u64, i64)>,
     /// The buckets the sale Redis holds says it has (1 when none is there).
     pub buckets: u16,
+    /// Units that ever arrived in this bucket (gives, restores): see `sale::rebalance`.
+    pub generation: i64,
     /// Moves out of this bucket not yet settled (`moves:out`); [`RedisStore::in_transit`]
     /// says how many of their units the receivers do not have yet.
     pub moving: Vec<PendingMove>,
@@ -161,17 +165,18 @@ impl RedisStore {
     /// One bucket's stock and the units on their way out of it, read atomically.
     #[tracing::instrument(skip(self), err)]
     pub async fn bucket_stock(&self, shard: Shard) -> Result<Option<BucketStock>, StoreError> {
-        type Read = ((Option<u64>, Option<i64>), Vec<(String, String)>);
-        let ((activity, stock), moving): Read = redis::pipe()
+        type Read = ((Option<u64>, Option<i64>, Option<i64>), Vec<(String, String)>);
+        let ((activity, stock, generation), moving): Read = redis::pipe()
             .atomic()
             .cmd("HMGET")
             .arg(self.keys.sale(shard))
-            .arg(&["activity_id", "stock"])
+            .arg(&["activity_id", "stock", "gen"])
             .hgetall(self.keys.moves_out(shard))
             .query_async(&mut self.conn())
             .await?;
         let moving = scripts::take::pending_moves(shard, moving);
-        Ok(activity.zip(stock).map(|(activity_id, stock)| BucketStock { activity_id, stock, moving }))
+        let generation = generation.unwrap_or(0);
+        Ok(activity.zip(stock).map(|(activity_id, stock)| BucketStock { activity_id, stock, moving, generation }))
     }
 
     /// Units of unsettled moves that their receivers do not have yet (a move given but not
@@ -181,7 +186,7 @@ impl RedisStore {
     pub async fn in_transit(&self, moves: &[PendingMove]) -> Result<i64, StoreError> {
         let mut units = 0;
         for m in moves {
-            let given: bool = self.conn().sismember(self.keys.moves_in(m.to), &m.id).await?;
+            let given: bool = self.conn().hexists(self.keys.moves_in(m.to), &m.id).await?;
             if !given {
                 units += m.units;
             }
@@ -227,21 +232,25 @@ impl RedisStore {
     ) -> Result<SaleAndOutbox, StoreError> {
         let shard = shard.into();
         let k = &self.keys;
-        type Fields = (Option<u64>, Option<i64>, Option<String>, Option<u16>);
-        let ((activity, stock, version, buckets), raw, moving): (Fields, Vec<String>, Vec<(String, String)>) =
-            redis::pipe()
-                .atomic()
-                .cmd("HMGET")
-                .arg(k.sale(shard))
-                .arg(&["activity_id", "stock", "ver", "buckets"])
-                .hvals(k.outbox(shard))
-                .hgetall(k.moves_out(shard))
-                .query_async(&mut self.conn())
-                .await?;
+        type Fields = (Option<u64>, Option<i64>, Option<String>, Option<u16>, Option<i64>);
+        let ((activity, stock, version, buckets, generation), raw, moving): (
+            Fields,
+            Vec<String>,
+            Vec<(String, String)>,
+        ) = redis::pipe()
+            .atomic()
+            .cmd("HMGET")
+            .arg(k.sale(shard))
+            .arg(&["activity_id", "stock", "ver", "buckets", "gen"])
+            .hvals(k.outbox(shard))
+            .hgetall(k.moves_out(shard))
+            .query_async(&mut self.conn())
+            .await?;
         let outbox = raw.iter().filter_map(|m| parse_entry(m)).collect();
         Ok(SaleAndOutbox {
             live: activity.zip(stock),
             buckets: buckets.unwrap_or(1).max(1),
+            generation: generation.unwrap_or(0),
             moving: scripts::take::pending_moves(shard, moving),
             version,
             outbox,

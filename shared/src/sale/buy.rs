@@ -91,6 +91,10 @@ impl BuyService {
         known.get(&product_id).copied().unwrap_or(1)
     }
 
+    fn forget_buckets(&self, product_id: u64) {
+        self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&product_id);
+    }
+
     fn learn_buckets(&self, product_id: u64, buckets: u16) {
         let mut known = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         known.insert(product_id, buckets.max(1));
@@ -171,6 +175,7 @@ impl BuyService {
     /// refills it or waits for the refill (`sale::rebalance`), up to `BUCKET_REFILL_WAIT_MS`.
     async fn ask_redis(&self, user: &UserId, product_id: u64) -> Result<Decision, SaleError> {
         let mut rebuilt = false;
+        let mut verified = false;
         let mut relearnt = 0;
         let refill_deadline = Instant::now() + self.sale.cfg.bucket_refill_wait;
         loop {
@@ -181,6 +186,14 @@ impl BuyService {
                 Some(limits.activity_id)
             };
             let (outcome, activity_id) = match reply {
+                // A bucket other than the home one that is gone or holds an ended sale may be
+                // an earlier split this instance still believes in (a later activity of the
+                // product split otherwise): ask the home bucket what the sale is now, once.
+                BuyReply::NotLoaded | BuyReply::Ended { .. } if shard.bucket != 0 && !verified => {
+                    self.forget_buckets(product_id);
+                    verified = true;
+                    continue;
+                }
                 BuyReply::NotLoaded if !rebuilt => {
                     self.sale.ensure_loaded(shard).await?;
                     rebuilt = true;
@@ -193,15 +206,18 @@ impl BuyService {
                     continue;
                 }
                 BuyReply::WrongBuckets { .. } => return Err(SaleError::RebuildBusy),
-                BuyReply::Refill { .. } | BuyReply::Refilling { .. } if Instant::now() >= refill_deadline => {
-                    return Err(SaleError::RefillBusy);
-                }
+                // The lease is this caller's now: it refills (and frees the lease) even when
+                // its own wait is over, so no bucket is left blocked for the lease's length.
                 BuyReply::Refill { limits } => {
                     learn(limits);
                     let refill = self.sale.refill(shard, limits.activity_id).await?;
                     tracing::debug!(?refill, bucket = shard.bucket, "bucket refilled");
+                    if Instant::now() >= refill_deadline {
+                        return Err(SaleError::RefillBusy);
+                    }
                     continue;
                 }
+                BuyReply::Refilling { .. } if Instant::now() >= refill_deadline => return Err(SaleError::RefillBusy),
                 BuyReply::Refilling { lease_left_ms, limits } => {
                     learn(limits);
                     tokio::time::sleep(Duration::from_millis(lease_left_ms.clamp(1, 10) as u64)).await;

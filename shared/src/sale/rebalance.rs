@@ -10,8 +10,12 @@
 //!    out-log under a fresh move id — the units are now "on their way" (the stock sum, the
 //!    reconcile and a rebuild count the out-log);
 //! 2. **give** (`give.lua`, on the receiver): the units join its stock and the move id joins its
-//!    in-set, once per id, whoever calls it;
+//!    in-log, once per id, whoever calls it;
 //! 3. **settle** (HDEL on the giver): the out-log entry goes.
+//!
+//! Each of 1 and 2 is confirmed on the bucket's replicas (`REDIS_WAIT_REPLICAS`, as a purchase
+//! is) before the next step, so a failover cannot undo a take whose units are then given, nor a
+//! give whose move is then forgotten.
 //!
 //! A process that dies after 1 leaves the units in the out-log; after 2, an out-log entry whose
 //! id the receiver already has. Either way the next caller who reads that bucket's out-log (any
@@ -94,8 +98,9 @@ impl Sale {
                 let t = self.redis.take_units(shard, activity_id, to.bucket, move_id.as_deref()).await?;
                 self.finish_moves(&t.pending, activity_id, after).await?;
                 if let Some(id) = move_id.filter(|_| t.units > 0) {
-                    after(Step::Taken);
                     let taken = PendingMove { id, from: shard, to, units: t.units };
+                    self.redis.confirm_taken(&taken).await?;
+                    after(Step::Taken);
                     self.finish_moves(std::slice::from_ref(&taken), activity_id, after).await?;
                     return Ok(Refill::Moved(t.units));
                 }
@@ -104,9 +109,9 @@ impl Sale {
                 }
                 first.push((shard, t));
             }
-            if first.iter().any(|(_, t)| t.stock_left.is_none()) {
+            if let Some((lost, _)) = first.iter().find(|(_, t)| t.stock_left.is_none()) {
                 // A bucket lost its keys: rebuild it (it counts what is on its way), then look again.
-                match Box::pin(self.ensure_loaded(to.product_id)).await {
+                match Box::pin(self.ensure_loaded(*lost)).await {
                     Ok(()) | Err(SaleError::ProductNotFound) => {}
                     Err(e) => return Err(e),
                 }
@@ -142,9 +147,13 @@ impl Sale {
     ) -> Result<u64, SaleError> {
         let mut finished = 0;
         for m in moves {
-            if self.redis.give_units(m.to, activity_id, &m.id, m.units).await? == GiveReply::NotLoaded {
-                tracing::warn!(move_id = %m.id, to = %m.to.label(), "receiving bucket not loaded; the move waits in the out-log");
-                continue;
+            match self.redis.give_units(m.to, activity_id, &m.id, m.units).await? {
+                GiveReply::NotLoaded => {
+                    tracing::warn!(move_id = %m.id, to = %m.to.label(), "receiving bucket not loaded; the move waits in the out-log");
+                    continue;
+                }
+                GiveReply::Given | GiveReply::GivenBefore => self.redis.confirm_given(m.to, &m.id, m.units).await?,
+                GiveReply::Dropped => {}
             }
             after(Step::Given);
             self.redis.settle_move(m.from, &m.id).await?;

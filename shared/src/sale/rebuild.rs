@@ -18,6 +18,8 @@ use crate::{
 /// the holder dies, the next caller takes over after this.
 const LOCK_TTL: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(20);
+/// Readings of a split sale's buckets before a derive gives up (units kept moving: 503).
+const DERIVE_TRIES: usize = 5;
 
 /// Work that one caller does while the others wait for it.
 #[derive(Debug, Clone, Copy)]
@@ -131,13 +133,27 @@ impl Sale {
     ///
     /// The units left are shared out evenly when no bucket holds the activity (a first load,
     /// or Redis lost everything). When some do (Redis lost some buckets of a split sale), the
-    /// lost ones share what the survivors and the moves on their way do not hold. A purchase a
-    /// survivor makes while this reads is counted twice (in its stock, then in MySQL), never
-    /// not at all: a rebuilt bucket can come back short by such a purchase, never over. The
+    /// lost ones share what the survivors and the moves on their way do not hold; the survivors
+    /// are read twice and the reading is redone if a unit moved between them meanwhile. A
+    /// purchase a survivor makes while this reads is counted twice (in its stock, then in
+    /// MySQL), never not at all: a rebuilt bucket can come back short by such a purchase,
+    /// never over. The
     /// buckets of an earlier split into another number are written empty with the new number,
     /// so an instance that still believes in them is told the right one.
     #[tracing::instrument(skip(self, a), fields(activity_id = a.id), err)]
     pub(super) async fn derive_loads(&self, a: &Activity) -> Result<Vec<(Shard, BucketLoad)>, SaleError> {
+        for _ in 0..DERIVE_TRIES {
+            if let Some(loads) = self.derive_loads_once(a).await? {
+                return Ok(loads);
+            }
+            tracing::info!("units moved between buckets while they were read; reading again");
+        }
+        Err(SaleError::RebuildBusy)
+    }
+
+    /// One reading for [`Self::derive_loads`]; `None` when units moved between the surviving
+    /// buckets while they were read.
+    async fn derive_loads_once(&self, a: &Activity) -> Result<Option<Vec<(Shard, BucketLoad)>>, SaleError> {
         let n = a.buckets.max(1);
         let home = self.redis.sale_and_outbox(a.product_id).await?;
         let mut shards: Vec<Shard> = Shard::all(a.product_id, n).collect();
@@ -193,6 +209,22 @@ impl Sale {
             survivors += reads[i].live.map_or(0, |(_, s)| s.max(0)) + self.redis.in_transit(&reads[i].moving).await?;
         }
         let lost: Vec<usize> = (0..usize::from(n)).filter(|&i| !holds(i)).collect();
+        // The survivors' units only count if no unit moved between them while they were read
+        // (one by one, on different primaries): read again, after the units on their way were
+        // counted; a bucket that gained a unit (`gen`) or whose out-log changed means a move
+        // ran meanwhile, and the whole reading is done again. Sales only take units away, so
+        // a sale between the readings counts a unit twice (short, never over).
+        if !lost.is_empty() && lost.len() < usize::from(n) {
+            for i in (0..shards.len()).filter(|&i| holds(i)) {
+                let again = self.redis.bucket_stock(shards[i]).await?;
+                let ids = |moves: &[crate::redis::PendingMove]| moves.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+                let same = again
+                    .is_some_and(|b| b.generation == reads[i].generation && ids(&b.moving) == ids(&reads[i].moving));
+                if !same {
+                    return Ok(None);
+                }
+            }
+        }
         let mut shares = vec![0i64; shards.len()];
         if lost.len() == usize::from(n) {
             // No bucket holds it: the units left shared out evenly (a first load, or all lost).
@@ -206,35 +238,37 @@ impl Sale {
                 shares[i] = rest / k + i64::from((j as i64) < rest % k);
             }
         }
-        Ok(shards
-            .into_iter()
-            .zip(reads)
-            .enumerate()
-            .map(|(i, (shard, read))| {
-                let live = holds(i);
-                let load = SaleLoad {
-                    activity_id: a.id,
-                    stock: if a.stock == UNLIMITED {
-                        UNLIMITED
-                    } else if i < usize::from(n) {
-                        shares[i]
-                    } else {
-                        0
-                    },
-                    starts_at_ms: to_ms(a.starts_at),
-                    ends_at_ms: to_ms(a.ends_at),
-                    per_user_per_min: a.per_user_per_min,
-                    rate_per_sec: a.rate_limit_per_sec,
-                    burst: a.burst,
-                    seq,
-                    buckets: n,
-                    buyers: std::mem::take(&mut buyers[i]).into_iter().collect(),
-                    returned: std::mem::take(&mut returned[i]).into_iter().collect(),
-                    read_version: read.version,
-                };
-                (shard, BucketLoad { load, live })
-            })
-            .collect())
+        Ok(Some(
+            shards
+                .into_iter()
+                .zip(reads)
+                .enumerate()
+                .map(|(i, (shard, read))| {
+                    let live = holds(i);
+                    let load = SaleLoad {
+                        activity_id: a.id,
+                        stock: if a.stock == UNLIMITED {
+                            UNLIMITED
+                        } else if i < usize::from(n) {
+                            shares[i]
+                        } else {
+                            0
+                        },
+                        starts_at_ms: to_ms(a.starts_at),
+                        ends_at_ms: to_ms(a.ends_at),
+                        per_user_per_min: a.per_user_per_min,
+                        rate_per_sec: a.rate_limit_per_sec,
+                        burst: a.burst,
+                        seq,
+                        buckets: n,
+                        buyers: std::mem::take(&mut buyers[i]).into_iter().collect(),
+                        returned: std::mem::take(&mut returned[i]).into_iter().collect(),
+                        read_version: read.version,
+                    };
+                    (shard, BucketLoad { load, live })
+                })
+                .collect(),
+        ))
     }
 }
 

@@ -20,7 +20,8 @@ impl Sale {
         match self.redis.restore(product_id, activity_id, receipt).await? {
             RestoreReply::NotLoaded => {
                 // Boxed: keeps the callers' future types shallow.
-                match Box::pin(self.ensure_loaded(product_id)).await {
+                // The bucket that sold it (a split sale may have lost only that one).
+                match Box::pin(self.ensure_loaded(crate::redis::shard_of(product_id, receipt))).await {
                     // The product has no activity now: the rebuild left its negative entry,
                     // against which the restore is recorded with no unit to give back.
                     Ok(()) | Err(SaleError::ProductNotFound) => {}

@@ -51,6 +51,12 @@ impl RedisStore {
         Ok(GiveReply::from_code(code)?)
     }
 
+    /// A give is on the receiver's primary and its replicas before the giver forgets the move
+    /// (a give lost in a failover is then given again by whoever finishes the move).
+    pub async fn confirm_given(&self, to: Shard, move_id: &str, units: i64) -> Result<(), StoreError> {
+        self.confirm_replicated(&self.keys.moves_in(to), move_id, &units.to_string()).await
+    }
+
     /// The giver forgets a move the receiver has (after [`Self::give_units`]).
     #[tracing::instrument(skip(self), err)]
     pub async fn settle_move(&self, from: Shard, move_id: &str) -> Result<(), StoreError> {

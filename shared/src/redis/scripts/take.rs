@@ -100,6 +100,13 @@ impl RedisStore {
             .await?;
         Ok(Taken::from_value(from, &value)?)
     }
+
+    /// A take's out-log entry is on the giver's primary and its replicas
+    /// (`REDIS_WAIT_REPLICAS`), before its units are given: a failover must not bring the
+    /// units back to the giver's stock while the receiver gets them too.
+    pub async fn confirm_taken(&self, m: &PendingMove) -> Result<(), StoreError> {
+        self.confirm_replicated(&self.keys.moves_out(m.from), &m.id, &format!("{}:{}", m.to.bucket, m.units)).await
+    }
 }
 
 #[cfg(test)]
