@@ -56,10 +56,10 @@ impl Admin {
         let mut outbox_oldest_age_ms = None;
         let mut outboxes = Vec::new();
         for (_, read) in &reads {
-            let mine: Vec<String> =
-                read.outbox.iter().filter(|m| m.activity_id == a.id).map(|m| m.receipt.clone()).collect();
+            let mut mine = Vec::new();
             for m in read.outbox.iter().filter(|m| m.activity_id == a.id) {
                 outbox_oldest_age_ms = outbox_oldest_age_ms.max(Some((now_ms - m.created_at_ms).max(0)));
+                mine.push(m.receipt.clone());
             }
             outboxes.push(mine);
         }

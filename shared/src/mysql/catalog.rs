@@ -251,7 +251,7 @@ impl Db {
     /// Activities that have not ended, or ended within `horizon`: (product id, activity id,
     /// stock buckets) of each.
     #[tracing::instrument(skip(self), err)]
-    pub async fn recent_products(
+    pub async fn recent_activities(
         &self,
         now: DateTime<Utc>,
         horizon: std::time::Duration,

@@ -60,7 +60,7 @@ impl OutboxRetry {
         // list an earlier run left in Redis).
         let since = cfg.horizon.max(cfg.outbox_max_age + Duration::from_secs(3600));
         // Every bucket of a recent activity's sale, and the shards an earlier run left.
-        let recent = self.sale.db.recent_products(Utc::now(), since).await?;
+        let recent = self.sale.db.recent_activities(Utc::now(), since).await?;
         let mut products: Vec<Shard> = Vec::new();
         for &(product_id, _, buckets) in &recent {
             products.extend(Shard::all(product_id, buckets));

@@ -203,19 +203,18 @@ impl Sale {
         let held: Vec<bool> = (0..shards.len())
             .map(|i| i < usize::from(n) && reads[i].buckets == n && reads[i].live.is_some_and(|(id, _)| id == a.id))
             .collect();
-        let holds = |i: usize| held[i];
         let mut survivors = 0;
-        for i in (0..shards.len()).filter(|&i| holds(i)) {
+        for i in (0..shards.len()).filter(|&i| held[i]) {
             survivors += reads[i].live.map_or(0, |(_, s)| s.max(0)) + self.redis.in_transit(&reads[i].moving).await?;
         }
-        let lost: Vec<usize> = (0..usize::from(n)).filter(|&i| !holds(i)).collect();
+        let lost: Vec<usize> = (0..usize::from(n)).filter(|&i| !held[i]).collect();
         // The survivors' units only count if no unit moved between them while they were read
         // (one by one, on different primaries): read again, after the units on their way were
         // counted; a bucket that gained a unit (`gen`) or whose out-log changed means a move
         // ran meanwhile, and the whole reading is done again. Sales only take units away, so
         // a sale between the readings counts a unit twice (short, never over).
         if !lost.is_empty() && lost.len() < usize::from(n) {
-            for i in (0..shards.len()).filter(|&i| holds(i)) {
+            for i in (0..shards.len()).filter(|&i| held[i]) {
                 let again = self.redis.bucket_stock(shards[i]).await?;
                 let ids = |moves: &[crate::redis::PendingMove]| moves.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
                 let same = again
@@ -244,7 +243,7 @@ impl Sale {
                 .zip(reads)
                 .enumerate()
                 .map(|(i, (shard, read))| {
-                    let live = holds(i);
+                    let live = held[i];
                     let load = SaleLoad {
                         activity_id: a.id,
                         stock: if a.stock == UNLIMITED {
